@@ -1,0 +1,101 @@
+"""The provider interface that every embedding backend implements.
+
+A provider turns a batch of texts into an (n, d) float32 matrix. Batching
+across a whole run, the embedding cache and cancellation live in
+`wordorder_tui.service`, so a provider only has to embed one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class EmbeddingError(Exception):
+    """A failure to embed, with a short title and a one-line detail for the user."""
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__(f"{title}: {detail}")
+        self.title = title
+        self.detail = detail
+
+
+class ModelNotAvailable(EmbeddingError):
+    """The model cannot be loaded here: missing package, missing files, or offline."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a model can be used now, and if not, why and how to fix it."""
+
+    ready: bool
+    reason: str = ""
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """Return a SHA-256 hex digest of the settings as canonical JSON.
+
+    Two providers with the same fingerprint must produce the same vector for
+    the same text, because the embedding cache is keyed on it.
+    """
+    canonical = json.dumps(settings, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Provider(ABC):
+    """One configured embedding model.
+
+    Subclasses set `name` (the registry name users type, such as "minilm"),
+    `kind` (the backend, such as "sentence-transformers") and `batch_size`.
+    `max_concurrency` is how many batches the service may send at once.
+    """
+
+    name: str
+    kind: str
+    batch_size: int = 32
+    max_concurrency: int = 1
+
+    @abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """Return every setting that changes the vectors, without secrets.
+
+        This dict is stored with each run and hashed into the cache key.
+        """
+
+    def fingerprint(self) -> str:
+        return settings_fingerprint(self.settings())
+
+    def prepare(self, text: str) -> str:
+        """Return the exact text that is sent to the model (prefix or prompt included)."""
+        return text
+
+    def readiness(self) -> Readiness:
+        """Report whether the model can run here without loading it."""
+        return Readiness(True)
+
+    def versions(self) -> dict[str, str]:
+        """Return library and model versions to store with a run."""
+        return {}
+
+    async def load(self) -> None:
+        """Load weights or open connections ahead of the first batch; the default does nothing.
+
+        The service awaits this before embedding, so progress can say "loading".
+        """
+
+    @abstractmethod
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed already prepared texts and return an (n, d) float32 matrix.
+
+        Blocking model code must run off the event loop (`asyncio.to_thread`).
+        Raises `EmbeddingError` with a title and detail the user can act on.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections or model memory; the default does nothing."""

@@ -1,0 +1,152 @@
+"""The embedding service: one async entry point over every provider.
+
+It removes duplicate texts, serves cached vectors from the store, splits the
+rest into batches of the provider's size, runs up to `max_concurrency`
+batches at once, checks every batch and caches it as soon as it arrives.
+Cancelling the awaiting task stops it between batches; batches that already
+finished stay cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from wordorder_tui.core import VectorError, check_vectors
+from wordorder_tui.providers.base import EmbeddingError, Provider
+from wordorder_tui.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """A snapshot of one model's work, sent to the caller's progress callback."""
+
+    model: str
+    phase: str  # "cache", "loading", "embedding" or "done"
+    done: int = 0
+    total: int = 0
+    cached: int = 0
+    in_flight: int = 0
+    retries: int = 0
+
+
+ProgressCallback = Callable[[Progress], None]
+BatchCallback = Callable[[Sequence[str], np.ndarray], Awaitable[None] | None]
+
+
+def check_batch(provider: Provider, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    """Return the batch as float32 after checking its shape and values, or raise EmbeddingError."""
+    matrix = np.asarray(vectors)
+    if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+        raise EmbeddingError(
+            "Invalid response",
+            f"{provider.name} returned {matrix.shape[0] if matrix.ndim else 0} vectors for {len(texts)} texts",
+        )
+    try:
+        check_vectors(matrix, texts)
+    except VectorError as error:
+        raise EmbeddingError("Invalid embedding", f"{provider.name}: {error}") from error
+    return matrix.astype(np.float32, copy=False)
+
+
+class EmbeddingService:
+    """Embeds texts through providers, with caching, batching and concurrency limits."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self._limits: dict[int, asyncio.Semaphore] = {}
+
+    def _limit(self, provider: Provider) -> asyncio.Semaphore:
+        # One semaphore per provider object, so several runs of one model share its limit.
+        key = id(provider)
+        if key not in self._limits:
+            self._limits[key] = asyncio.Semaphore(max(1, provider.max_concurrency))
+        return self._limits[key]
+
+    async def embed(
+        self,
+        provider: Provider,
+        texts: Sequence[str],
+        *,
+        on_progress: ProgressCallback | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> np.ndarray:
+        """Return one vector per text, in order, for texts already passed through `provider.prepare`.
+
+        `on_batch(texts, vectors)` is called for the cached vectors first and
+        then for each new batch as it arrives, so callers can write results
+        before the whole run finishes.
+        """
+        unique = list(dict.fromkeys(texts))
+        progress = Progress(model=provider.name, phase="cache", total=len(unique))
+        report = on_progress or (lambda _: None)
+        report(progress)
+
+        fingerprint = provider.fingerprint()
+        vectors: dict[str, np.ndarray] = {}
+        if self.store is not None:
+            vectors = await asyncio.to_thread(self.store.get_embeddings, fingerprint, unique)
+        progress.cached = progress.done = len(vectors)
+
+        if vectors and on_batch is not None:
+            cached_texts = list(vectors)
+            await _call(on_batch, cached_texts, np.stack([vectors[text] for text in cached_texts]))
+
+        missing = [text for text in unique if text not in vectors]
+        if missing:
+            progress.phase = "loading"
+            report(progress)
+            await provider.load()
+
+            progress.phase = "embedding"
+            report(progress)
+            limit = self._limit(provider)
+
+            async def embed_batch(batch: list[str]) -> None:
+                async with limit:
+                    progress.in_flight += 1
+                    report(progress)
+                    try:
+                        matrix = check_batch(provider, batch, await provider.embed(batch))
+                    finally:
+                        progress.in_flight -= 1
+
+                if self.store is not None:
+                    await asyncio.to_thread(self.store.put_embeddings, fingerprint, batch, matrix)
+                vectors.update(zip(batch, matrix))
+                progress.done += len(batch)
+                report(progress)
+                if on_batch is not None:
+                    await _call(on_batch, batch, matrix)
+
+            size = max(1, provider.batch_size)
+            async with asyncio.TaskGroup() as group:
+                for start in range(0, len(missing), size):
+                    group.create_task(embed_batch(missing[start : start + size]))
+
+        progress.phase = "done"
+        report(progress)
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+
+        dimensions = {vector.shape[0] for vector in vectors.values()}
+        if len(dimensions) > 1:
+            raise EmbeddingError(
+                "Inconsistent dimensions",
+                f"{provider.name} returned vectors of sizes {sorted(dimensions)}; "
+                "clear its cache entries if the model changed under the same settings",
+            )
+        return np.stack([vectors[text] for text in texts])
+
+
+async def _call(callback: BatchCallback, texts: Sequence[str], matrix: np.ndarray) -> None:
+    result = callback(texts, matrix)
+    if inspect.isawaitable(result):
+        await result

@@ -1,0 +1,143 @@
+"""The three panes of the main screen: pairs, models, and results with history.
+
+Panes only display what the app gives them and report the user's choices;
+they do no embedding, SQL or arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Select, SelectionList, Static, TabbedContent, TabPane
+from textual.widgets.selection_list import Selection
+
+from wordorder_tui.i18n import t
+from wordorder_tui.pairs import PairSet
+from wordorder_tui.report import truncate
+
+PENDING = "…"
+
+
+class PairsPane(Vertical):
+    """The pair sets, and the pairs of the chosen set."""
+
+    def compose(self) -> ComposeResult:
+        yield Select([], prompt=t("pairs.choose_set"), allow_blank=True, compact=True, id="set-select")
+        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="pairs-table")
+        table.add_column(t("column.pair"), key="id")
+        table.add_column(t("column.category"), key="category")
+        yield table
+        yield Static("", id="pair-detail")
+
+    def on_mount(self) -> None:
+        self.border_title = t("pane.pairs")
+
+    def set_choices(self, pair_sets: Sequence[PairSet], dirty: set[int], selected: int) -> None:
+        select = self.query_one("#set-select", Select)
+        labels = [(("* " if index in dirty else "") + pair_set.name, index) for index, pair_set in enumerate(pair_sets)]
+        with self.prevent(Select.Changed):
+            select.set_options(labels)
+            if pair_sets:
+                select.value = selected
+
+    def show_set(self, pair_set: PairSet, cursor: int = 0) -> None:
+        table = self.query_one("#pairs-table", DataTable)
+        table.clear()
+        for pair in pair_set.pairs:
+            table.add_row(truncate(pair.id, 16), truncate(pair.category, 12), key=pair.id)
+        if pair_set.pairs:
+            table.move_cursor(row=min(cursor, len(pair_set.pairs) - 1))
+        self.show_detail(pair_set, table.cursor_row)
+
+    def show_detail(self, pair_set: PairSet, index: int) -> None:
+        """Show both full texts of the highlighted pair under the table."""
+        detail = self.query_one("#pair-detail", Static)
+        if not 0 <= index < len(pair_set.pairs):
+            detail.update("")
+            return
+        pair = pair_set.pairs[index]
+        detail.update(f"a: {_one_line(pair.a)}\nb: {_one_line(pair.b)}")
+
+    def cursor_index(self) -> int | None:
+        table = self.query_one("#pairs-table", DataTable)
+        return table.cursor_row if table.row_count else None
+
+
+class ModelsPane(Vertical):
+    """The registered models, each with a checkbox and its readiness."""
+
+    def compose(self) -> ComposeResult:
+        yield SelectionList[str](id="models-list")
+
+    def on_mount(self) -> None:
+        self.border_title = t("pane.models")
+
+    def set_models(self, models: Sequence[tuple[str, bool, str, bool]]) -> None:
+        """Show (name, ready, reason, checked) rows; a model that is not ready cannot be checked."""
+        selection_list = self.query_one("#models-list", SelectionList)
+        selection_list.clear_options()
+        for name, ready, reason, checked in models:
+            label = name if ready else f"{name} ({t('models.not_ready')})"
+            selection_list.add_option(Selection(label, name, checked and ready, disabled=not ready))
+            if not ready:
+                selection_list.tooltip = reason
+
+    def checked(self) -> list[str]:
+        return list(self.query_one("#models-list", SelectionList).selected)
+
+
+class ResultsPane(Vertical):
+    """The scores of the latest or a chosen run, and the history of runs."""
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="results-tabs"):
+            with TabPane(t("tab.results"), id="tab-results"):
+                yield DataTable(cursor_type="row", id="results-table")
+            with TabPane(t("tab.history"), id="tab-history"):
+                yield DataTable(cursor_type="row", zebra_stripes=True, id="history-table")
+
+    def on_mount(self) -> None:
+        self.border_title = t("pane.results")
+        history = self.query_one("#history-table", DataTable)
+        for key, label in (("id", "column.run"), ("model", "column.model"), ("pair_set", "column.pair_set"),
+                           ("status", "column.status"), ("started", "column.started")):
+            history.add_column(t(label), key=key)
+
+    def show_grid(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Show rows of [pair, category, score…] with one score column per header after the second."""
+        table = self.query_one("#results-table", DataTable)
+        table.clear(columns=True)
+        for index, header in enumerate(headers):
+            table.add_column(header, key=f"c{index}")
+        for row in rows:
+            table.add_row(*(_cell(value) for value in row), key=str(row[0]))
+
+    def set_score(self, pair_id: str, column: int, value: float) -> None:
+        table = self.query_one("#results-table", DataTable)
+        table.update_cell(pair_id, f"c{column}", _cell(value))
+
+    def show_history(self, runs: Sequence[dict[str, Any]]) -> None:
+        table = self.query_one("#history-table", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for run in runs:
+            started = (run.get("started_at") or "")[5:16].replace("T", " ")
+            table.add_row(str(run["id"]), run["model"], run["pair_set"], t(f"status.{run['status']}"), started,
+                          key=str(run["id"]))
+        if runs:
+            table.move_cursor(row=min(cursor, len(runs) - 1))
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ⏎ ")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return PENDING
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
