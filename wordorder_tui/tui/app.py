@@ -248,7 +248,7 @@ class WordOrderApp(App[int]):
         if self.store is None or self.pair_set is None:
             self.notify(t("notice.cannot_run"), severity="warning")
             return
-        if any(worker.group == "run" and worker.is_running for worker in self.workers):
+        if any(worker.group == "run" and not worker.is_finished for worker in self.workers):
             self.notify(t("notice.run_in_progress"), severity="warning")
             return
 
@@ -331,7 +331,7 @@ class WordOrderApp(App[int]):
         self.query_one("#status", Static).update(text)
 
     def action_cancel(self) -> None:
-        running = [worker for worker in self.workers if worker.group == "run" and worker.is_running]
+        running = [worker for worker in self.workers if worker.group == "run" and not worker.is_finished]
         if not running:
             self.notify(t("notice.nothing_to_cancel"))
             return

