@@ -29,9 +29,9 @@ def _scale_rows(matrix: np.ndarray) -> np.ndarray:
     """Return the rows in float64, each divided by its largest absolute value.
 
     Squares of raw float64 values overflow to infinity above about 1e154 and
-    underflow to zero below about 2e-162, which gave a NaN cosine or a false
-    "zero norm". Scaled rows have values in [-1, 1] with at least one of
-    magnitude 1, and scaling a row does not change its cosines.
+    underflow to zero below about 2e-162. Unscaled, such rows would give a
+    NaN cosine or a false "zero norm". Scaled rows have values in [-1, 1]
+    with at least one of magnitude 1, and scaling does not change cosines.
     """
     values = matrix.astype(np.float64)
     peaks = np.abs(values).max(axis=1, keepdims=True)

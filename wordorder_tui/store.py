@@ -300,6 +300,7 @@ class Store:
         with self._lock:
             rows = list(self.db["runs"].rows_where("status = 'running' AND host = ?", [host]))
             for row in rows:
+                # NOTE: a live process that reused a dead run's pid keeps that run "running".
                 if row["pid"] == os.getpid() or _process_alive(row["pid"]):
                     continue
                 self.db["runs"].update(
