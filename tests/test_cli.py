@@ -211,3 +211,40 @@ def test_config_model_with_prefix(capsys, tmp_path):
     result = output["runs"][0]["results"][0]
     assert result["a"] == "query: He is standing by the table."
     assert output["runs"][0]["settings"]["normalize"] is True
+
+
+def test_ctrl_c_keeps_finished_results(tmp_path):
+    import signal
+    import time
+
+    big = tmp_path / "big.toml"
+    lines = ['name = "big"', 'language = "en"']
+    for index in range(1500):
+        lines += ["[[pairs]]", 'category = "direction"',
+                  f'a = "Bus {index} drove from village {index} to harbour {index * 3}."',
+                  f'b = "Bus {index} drove from harbour {index * 3} to village {index}."']
+    big.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    db = tmp_path / "interrupt.db"
+    env = {**os.environ, "WORDORDER_DB": str(db)}
+
+    process = subprocess.Popen([*WORDORDER, "run", str(big), "-m", "minilm"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    store = None
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if db.exists():
+            store = store or Store(db)
+            runs = store.runs()
+            if runs and runs[0]["result_count"] > 0:
+                break
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130
+    assert "results finished so far are kept" in err
+    assert "Traceback" not in err
+    (run,) = store.runs()
+    assert run["status"] == "interrupted"
+    assert 0 < run["result_count"] < 1500
+    store.close()

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunOutcome:
-    """What one (pair set, model) run produced; `results` follow the file's pair order."""
+    """The outcome of one (pair set, model) run; `results` follow the pair order of the file."""
 
     run_id: int
     model: str
