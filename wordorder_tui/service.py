@@ -61,11 +61,12 @@ class EmbeddingService:
 
     def __init__(self, store: Store | None = None) -> None:
         self.store = store
-        self._limits: dict[int, asyncio.Semaphore] = {}
+        self._limits: dict[object, asyncio.Semaphore] = {}
 
     def _limit(self, provider: Provider) -> asyncio.Semaphore:
-        # One semaphore per provider object, so several runs of one model share its limit.
-        key = id(provider)
+        # One semaphore per endpoint: remote providers expose `limit_key` (their base URL), so models
+        # served by one server share its limit; other providers get one semaphore per object.
+        key = getattr(provider, "limit_key", id(provider))
         if key not in self._limits:
             self._limits[key] = asyncio.Semaphore(max(1, provider.max_concurrency))
         return self._limits[key]
@@ -86,7 +87,14 @@ class EmbeddingService:
         """
         unique = list(dict.fromkeys(texts))
         progress = Progress(model=provider.name, phase="cache", total=len(unique))
-        report = on_progress or (lambda _: None)
+        retries_before = provider.retries
+        callback = on_progress or (lambda _: None)
+
+        def report(snapshot: Progress) -> None:
+            # Retries of this call only, because `provider.retries` counts since the provider was created.
+            snapshot.retries = provider.retries - retries_before
+            callback(snapshot)
+
         report(progress)
 
         fingerprint = provider.fingerprint()
@@ -127,9 +135,14 @@ class EmbeddingService:
                     await _call(on_batch, batch, matrix)
 
             size = max(1, provider.batch_size)
-            async with asyncio.TaskGroup() as group:
-                for start in range(0, len(missing), size):
-                    group.create_task(embed_batch(missing[start : start + size]))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for start in range(0, len(missing), size):
+                        group.create_task(embed_batch(missing[start : start + size]))
+            except* EmbeddingError as group:
+                # TaskGroup wraps failures in an ExceptionGroup; callers catch the typed error of
+                # the first failed batch. The group cancelled the other batches already.
+                raise group.exceptions[0] from None
 
         progress.phase = "done"
         report(progress)

@@ -54,12 +54,14 @@ class Provider(ABC):
     Subclasses set `name` (the registry name users type, such as "minilm"),
     `kind` (the backend, such as "sentence-transformers") and `batch_size`.
     `max_concurrency` is how many batches the service may send at once.
+    `retries` counts requests that were sent again after a failure, for progress.
     """
 
     name: str
     kind: str
     batch_size: int = 32
     max_concurrency: int = 1
+    retries: int = 0
 
     @abstractmethod
     def settings(self) -> dict[str, Any]:

