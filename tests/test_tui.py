@@ -192,3 +192,23 @@ async def test_tui_shows_japanese_labels(tmp_path, one_set, monkeypatch):
             assert app.query_one("#pairs-pane").border_title == "文ペア"
     finally:
         i18n.set_language(None)
+
+
+async def test_tui_explains_unready_model(tmp_path, one_set):
+    app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=one_set)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        models = app.query_one("#models-list", SelectionList)
+        models.focus()
+        models.highlighted = [option.value for option in models.options].index("jina-v3")
+        await pilot.pause()
+        assert "JINA_API_KEY" in str(app.query_one("#status", Static).render())
+
+        models.deselect_all()
+        models.select("jina-v3")
+        await pilot.press("r")
+        await pilot.pause()
+        titles = [notification.title for notification in app._notifications]
+        assert "Model not ready" in titles
+        assert app.query_one("#results-table", DataTable).row_count == 0

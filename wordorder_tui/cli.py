@@ -17,7 +17,7 @@ from pathlib import Path
 from wordorder_tui import i18n
 from wordorder_tui.i18n import t
 from wordorder_tui.paths import default_config_path, default_db_path, default_pairs_dir
-from wordorder_tui.report import FORMATS
+from wordorder_tui.report import FORMATS, progress_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS = ("run", "history", "show", "models")
@@ -112,13 +112,7 @@ def _progress_printer(stream):
         return None
 
     def report(progress) -> None:
-        if progress.phase == "loading":
-            text = t("progress.loading", model=progress.model)
-        elif progress.phase == "done":
-            text = t("progress.done", model=progress.model, total=progress.total, cached=progress.cached)
-        else:
-            text = t("progress.embedding", model=progress.model, done=progress.done, total=progress.total)
-        stream.write("\r\033[K" + text)
+        stream.write("\r\033[K" + progress_line(progress))
         if progress.phase == "done":
             stream.write("\n")
         stream.flush()

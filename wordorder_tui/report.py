@@ -17,6 +17,30 @@ from typing import Any
 FORMATS = ("table", "json", "csv", "markdown")
 
 
+def progress_line(progress: Any, compact: bool = False) -> str:
+    """Describe one model's `service.Progress` in a few words for a status line.
+
+    `compact` gives the shorter form used when several models share one line.
+    """
+    from wordorder_tui.i18n import t
+
+    if progress.phase == "loading":
+        return t("progress.loading", model=progress.model)
+    if progress.phase == "done":
+        if compact:
+            return f"{progress.model} ✓"
+        return t("progress.done", model=progress.model, total=progress.total, cached=progress.cached)
+
+    key = "progress.short" if compact else "progress.embedding"
+    text = t(key, model=progress.model, done=progress.done, total=progress.total)
+    details = []
+    if progress.in_flight:
+        details.append(t("progress.in_flight", count=progress.in_flight))
+    if progress.retries:
+        details.append(t("progress.retries", count=progress.retries))
+    return f"{text} ({', '.join(details)})" if details else text
+
+
 def display_width(text: str) -> int:
     """Return the terminal width of a string: East Asian wide characters take two columns."""
     width = 0

@@ -19,7 +19,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, ProgressBar, Select, Static, TabbedContent
+from textual.widgets import DataTable, Footer, ProgressBar, Select, SelectionList, Static, TabbedContent
 from textual.worker import Worker, WorkerState
 
 from wordorder_tui.config import ConfigError, load_config
@@ -28,7 +28,7 @@ from wordorder_tui.pairs import Pair, PairFileError, PairSet, load_pair_set, loa
 from wordorder_tui.pairs import save_pair_set, validate_pair_set
 from wordorder_tui.paths import APP_NAME, default_config_path
 from wordorder_tui.providers.registry import Registry
-from wordorder_tui.report import comparison_grid, format_runs, stored_run
+from wordorder_tui.report import comparison_grid, format_runs, progress_line, stored_run
 from wordorder_tui.runner import RunOutcome, run_comparison
 from wordorder_tui.service import Progress
 from wordorder_tui.store import Store
@@ -162,6 +162,14 @@ class WordOrderApp(App[int]):
         if self.pair_set is not None:
             self.query_one(PairsPane).show_detail(self.pair_set, event.cursor_row)
 
+    @on(SelectionList.SelectionHighlighted, "#models-list")
+    def _model_highlighted(self, event: SelectionList.SelectionHighlighted) -> None:
+        # Say why a model is not ready, and what to set, while it is highlighted.
+        name = event.selection.value
+        reason = self.query_one(ModelsPane).reasons.get(name)
+        if reason:
+            self._set_status(f"{name}: {reason}")
+
     @on(Select.Changed, "#set-select")
     def _set_chosen(self, event: Select.Changed) -> None:
         if isinstance(event.value, int) and event.value != self.current:
@@ -262,6 +270,13 @@ class WordOrderApp(App[int]):
             self.notify(str(error), title=t("error.pair_file"), severity="error", timeout=15)
             return
 
+        reasons = self.query_one(ModelsPane).reasons
+        for name in [name for name in names if name in reasons]:
+            self.notify(f"{name}: {reasons[name]}", title=t("error.not_ready"), severity="error", timeout=15)
+            names.remove(name)
+        if not names:
+            return
+
         providers = [self.registry.get(name) for name in names]
         self._start_grid(self.pair_set, names)
         self._progress = {}
@@ -310,14 +325,7 @@ class WordOrderApp(App[int]):
 
     def _on_progress(self, progress: Progress) -> None:
         self._progress[progress.model] = progress
-        parts = []
-        for item in self._progress.values():
-            if item.phase == "loading":
-                parts.append(t("progress.loading", model=item.model))
-            elif item.phase == "done":
-                parts.append(f"{item.model} ✓")
-            else:
-                parts.append(f"{item.model} {item.done}/{item.total}")
+        parts = [progress_line(item, compact=True) for item in self._progress.values()]
         self._set_status(" · ".join(parts))
 
         bar = self.query_one("#progress", ProgressBar)

@@ -69,6 +69,8 @@ class PairsPane(Vertical):
 class ModelsPane(Vertical):
     """The registered models, each with a checkbox and its readiness."""
 
+    reasons: dict[str, str] = {}
+
     def compose(self) -> ComposeResult:
         yield SelectionList[str](id="models-list")
 
@@ -76,14 +78,13 @@ class ModelsPane(Vertical):
         self.border_title = t("pane.models")
 
     def set_models(self, models: Sequence[tuple[str, bool, str, bool]]) -> None:
-        """Show (name, ready, reason, checked) rows; a model that is not ready cannot be checked."""
+        """Show (name, ready, reason, checked) rows; `reasons` keeps why each unready model is not ready."""
         selection_list = self.query_one("#models-list", SelectionList)
         selection_list.clear_options()
-        for name, ready, reason, checked in models:
+        self.reasons = {name: reason for name, ready, reason, _ in models if not ready}
+        for name, ready, _, checked in models:
             label = name if ready else f"{name} ({t('models.not_ready')})"
-            selection_list.add_option(Selection(label, name, checked and ready, disabled=not ready))
-            if not ready:
-                selection_list.tooltip = reason
+            selection_list.add_option(Selection(label, name, checked and ready))
 
     def checked(self) -> list[str]:
         return list(self.query_one("#models-list", SelectionList).selected)
