@@ -25,6 +25,10 @@ class EmbeddingError(Exception):
         self.title = title
         self.detail = detail
 
+    def __reduce__(self) -> tuple:
+        # Errors cross from the model process to this one by pickling; keep both fields.
+        return (self.__class__, (self.title, self.detail))
+
 
 class ModelNotAvailable(EmbeddingError):
     """The model cannot be loaded here: missing package, missing files, or offline."""

