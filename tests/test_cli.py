@@ -248,3 +248,8 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
     assert run["status"] == "interrupted"
     assert 0 < run["result_count"] < 1500
     store.close()
+
+
+def test_options_before_command(capsys):
+    assert main(["--lang", "ja", "show", "999"]) == 2
+    assert "実行 999" in capsys.readouterr().err

@@ -130,7 +130,7 @@ async def test_tui_edit_rejects_blank_text(tmp_path, one_set):
         await pilot.press("ctrl+s")
         await pilot.pause()
 
-        assert 'Field "a" is empty' in str(app.screen.query_one("#edit-error", Static).render())
+        assert 'Field "sentence a" is empty' in str(app.screen.query_one("#edit-error", Static).render())
         assert app.pair_set.pairs[0].a == "彼女はパリから東京まで行った"
 
 

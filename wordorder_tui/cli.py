@@ -248,12 +248,34 @@ def command_tui(args: argparse.Namespace) -> int:
     return app.return_code or EXIT_OK
 
 
+OPTIONS_WITH_VALUES = {"--db", "--lang", "--pairs-dir"}
+
+
+def _command_position(argv: Sequence[str]) -> int | None:
+    """Return the index of the command in argv, skipping options and their values, or None."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg in OPTIONS_WITH_VALUES:
+            index += 2
+            continue
+        if arg.startswith("-"):
+            index += 1
+            continue
+        return index if arg in COMMANDS else None
+    return None
+
+
 HANDLERS = {"run": command_run, "history": command_history, "show": command_show, "models": command_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    is_command = any(arg in COMMANDS for arg in argv[:1]) or argv[:1] in (["-h"], ["--help"])
+    command_at = _command_position(argv)
+    if command_at is not None:
+        # Options given before the command (`wordorder --lang ja show 3`) belong to it as well.
+        argv = [argv[command_at], *argv[:command_at], *argv[command_at + 1 :]]
+    is_command = command_at is not None or argv[:1] in (["-h"], ["--help"])
     parser = build_parser() if is_command else build_tui_parser()
 
     try:

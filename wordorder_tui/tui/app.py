@@ -19,6 +19,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, ProgressBar, Select, SelectionList, Static, TabbedContent
 from textual.worker import Worker, WorkerState
 
@@ -95,7 +96,17 @@ class WordOrderApp(App[int]):
         with Horizontal(id="status-bar"):
             yield Static(t("status.ready"), id="status")
             yield ProgressBar(total=100, show_eta=False, id="progress")
-        yield Footer()
+        # Compact, and without the palette key, so that every binding fits in 80 columns.
+        yield Footer(compact=True, show_command_palette=False)
+
+    MAIN_ACTIONS = {"run", "cancel", "edit_pair", "add_pair", "delete_pair", "save_set", "toggle_history", "export",
+                    "quit_app"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While a dialog is open, the main keys neither act behind it nor show in the footer.
+        if action in self.MAIN_ACTIONS and isinstance(self.screen, ModalScreen):
+            return False
+        return True
 
     # Start-up
 

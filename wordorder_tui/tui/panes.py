@@ -126,7 +126,7 @@ class ResultsPane(Vertical):
         table.clear()
         for run in runs:
             started = (run.get("started_at") or "")[5:16].replace("T", " ")
-            table.add_row(str(run["id"]), run["model"], run["pair_set"], t(f"status.{run['status']}"), started,
+            table.add_row(str(run["id"]), run["model"], run["pair_set"], t(f"run_status.{run['status']}"), started,
                           key=str(run["id"]))
         if runs:
             table.move_cursor(row=min(cursor, len(runs) - 1))

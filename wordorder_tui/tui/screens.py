@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from wordorder_tui.i18n import t
 
@@ -40,6 +40,7 @@ class EditPairScreen(ModalScreen[dict[str, str] | None]):
             with Horizontal(id="edit-buttons"):
                 yield Button(t("edit.apply"), variant="primary", id="edit-apply")
                 yield Button(t("edit.cancel"), id="edit-cancel")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         # Enter moves to the next field, and applies from the last one.
@@ -58,7 +59,7 @@ class EditPairScreen(ModalScreen[dict[str, str] | None]):
         values = {field: self.query_one(f"#edit-{field}", Input).value for field in ("category", "a", "b")}
         empty = [field for field, value in values.items() if not value.strip()]
         if empty:
-            self.query_one("#edit-error", Static).update(t("edit.empty_field", field=empty[0]))
+            self.query_one("#edit-error", Static).update(t("edit.empty_field", field=t(f"field.{empty[0]}")))
             self.query_one(f"#edit-{empty[0]}", Input).focus()
             return
         self.dismiss(values)
@@ -85,6 +86,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="confirm-buttons"):
                 yield Button(t("confirm.yes"), variant="warning", id="confirm-yes")
                 yield Button(t("confirm.no"), id="confirm-no")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "confirm-yes")
