@@ -497,3 +497,12 @@ def test_two_processes_write_at_once(db_path: Path) -> None:
             assert run["status"] == "completed", run
             assert run["result_count"] == results_per_run, run
             assert [row["cosine"] for row in results[run["id"]]] == expected, run
+
+
+def test_store_synchronous_normal(tmp_path):
+    store = Store(tmp_path / "sync.db")
+
+    (mode,) = store.db.execute("PRAGMA synchronous").fetchone()
+
+    assert mode == 1  # NORMAL
+    store.close()

@@ -1,6 +1,6 @@
 """The embedding service: one async entry point over every provider.
 
-It removes duplicate texts, serves cached vectors from the store, splits the
+It removes duplicate texts, serves cached vectors from memory or the store, splits the
 rest into batches of the provider's size, runs up to `max_concurrency`
 batches at once, checks every batch and caches it as soon as it arrives.
 Cancelling the awaiting task stops it between batches; batches that already
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,12 +57,57 @@ def check_batch(provider: Provider, texts: Sequence[str], vectors: np.ndarray) -
     return matrix.astype(np.float32, copy=False)
 
 
+# Vectors kept in memory across runs of one service, so that repeating a run reads no
+# SQLite at all; 256 MiB is about 65,000 vectors of 1,024 float32 values.
+DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
+
+
+class MemoryCache:
+    """A least-recently-used map of (settings fingerprint, text) to vector, bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
+        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+
+    def get_many(self, fingerprint: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        found = {}
+        for text in texts:
+            vector = self._vectors.get((fingerprint, text))
+            if vector is not None:
+                self._vectors.move_to_end((fingerprint, text))
+                found[text] = vector
+        return found
+
+    def put_many(self, fingerprint: str, vectors: dict[str, np.ndarray]) -> None:
+        for text, vector in vectors.items():
+            key = (fingerprint, text)
+            if key in self._vectors:
+                continue
+            self._vectors[key] = vector
+            self.used_bytes += vector.nbytes
+        while self.used_bytes > self.max_bytes and self._vectors:
+            _, evicted = self._vectors.popitem(last=False)
+            self.used_bytes -= evicted.nbytes
+
+
 class EmbeddingService:
     """Embeds texts through providers, with caching, batching and concurrency limits."""
 
-    def __init__(self, store: Store | None = None) -> None:
+    def __init__(self, store: Store | None = None, *, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> None:
         self.store = store
+        self.memory = MemoryCache(memory_bytes)
         self._limits: dict[object, asyncio.Semaphore] = {}
+
+    async def _cached(self, fingerprint: str, texts: list[str]) -> dict[str, np.ndarray]:
+        """Return the vectors of texts found in memory, then in the store, keyed by text."""
+        found = self.memory.get_many(fingerprint, texts)
+        rest = [text for text in texts if text not in found]
+        if rest and self.store is not None:
+            from_store = await asyncio.to_thread(self.store.get_embeddings, fingerprint, rest)
+            self.memory.put_many(fingerprint, from_store)
+            found.update(from_store)
+        return found
 
     def _limit(self, provider: Provider) -> asyncio.Semaphore:
         # One semaphore per endpoint: remote providers expose `limit_key` (their base URL), so models
@@ -98,9 +144,7 @@ class EmbeddingService:
         report(progress)
 
         fingerprint = provider.fingerprint()
-        vectors: dict[str, np.ndarray] = {}
-        if self.store is not None:
-            vectors = await asyncio.to_thread(self.store.get_embeddings, fingerprint, unique)
+        vectors = await self._cached(fingerprint, unique)
         progress.cached = progress.done = len(vectors)
 
         if vectors and on_batch is not None:
@@ -128,7 +172,9 @@ class EmbeddingService:
 
                 if self.store is not None:
                     await asyncio.to_thread(self.store.put_embeddings, fingerprint, batch, matrix)
-                vectors.update(zip(batch, matrix))
+                fresh = dict(zip(batch, matrix))
+                self.memory.put_many(fingerprint, fresh)
+                vectors.update(fresh)
                 progress.done += len(batch)
                 report(progress)
                 if on_batch is not None:
@@ -139,9 +185,9 @@ class EmbeddingService:
                 async with asyncio.TaskGroup() as group:
                     for start in range(0, len(missing), size):
                         group.create_task(embed_batch(missing[start : start + size]))
-            except* EmbeddingError as group:
-                # TaskGroup wraps failures in an ExceptionGroup; callers catch the typed error of
-                # the first failed batch. The group cancelled the other batches already.
+            except* Exception as group:
+                # TaskGroup wraps failures in an ExceptionGroup; callers catch the error of the first
+                # failed batch (an EmbeddingError, as a rule). The group cancelled the other batches.
                 raise group.exceptions[0] from None
 
         progress.phase = "done"

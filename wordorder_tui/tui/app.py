@@ -31,7 +31,7 @@ from wordorder_tui.paths import APP_NAME, default_config_path
 from wordorder_tui.providers.registry import Registry
 from wordorder_tui.report import comparison_grid, format_runs, progress_line, stored_run
 from wordorder_tui.runner import RunOutcome, run_comparison
-from wordorder_tui.service import Progress
+from wordorder_tui.service import EmbeddingService, Progress
 from wordorder_tui.store import Store
 from wordorder_tui.tui.panes import ModelsPane, PairsPane, ResultsPane
 from wordorder_tui.tui.screens import ConfirmScreen, EditPairScreen
@@ -77,6 +77,7 @@ class WordOrderApp(App[int]):
         self.extra_files = extra_files or []
 
         self.store: Store | None = None
+        self.service: EmbeddingService | None = None  # one for the app's life, so its memory cache persists
         self.registry = Registry()
         self.pair_sets: list[PairSet] = []
         self.current = 0
@@ -115,6 +116,7 @@ class WordOrderApp(App[int]):
         self._load_pair_sets()
         try:
             self.store = Store(self.db_path)
+            self.service = EmbeddingService(self.store)
             interrupted = self.store.recover_interrupted()
         except Exception as error:  # sqlite3.Error, OSError: the app still edits pairs without a log.
             log.exception("opening the database %s failed", self.db_path)
@@ -321,8 +323,8 @@ class WordOrderApp(App[int]):
                 column = 1 + self._grid_runs.index(outcome.model)
                 self.query_one(ResultsPane).set_score(row["pair_id"], column, row["cosine"])
 
-        outcomes = await run_comparison([pair_set], providers, self.store, on_progress=self._on_progress,
-                                        on_result=on_result)
+        outcomes = await run_comparison([pair_set], providers, self.store, service=self.service,
+                                        on_progress=self._on_progress, on_result=on_result)
         for outcome in outcomes:
             if outcome.status == "failed":
                 self.notify(f"{outcome.model}: {outcome.error}", title=outcome.error_title or t("error.run"),
