@@ -212,3 +212,71 @@ async def test_tui_explains_unready_model(tmp_path, one_set):
         titles = [notification.title for notification in app._notifications]
         assert "Model not ready" in titles
         assert app.query_one("#results-table", DataTable).row_count == 0
+
+
+async def test_tui_ctrl_q_asks_about_unsaved(tmp_path, one_set):
+    app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=one_set)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.query_one("#pairs-table", DataTable).focus()
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#edit-a", Input).value = "彼女は京都から東京まで行った"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert "Unsaved changes" in str(app.screen.query_one("#confirm-question", Static).render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running
+        # The published score was measured on the old text, so the edit drops it.
+        assert app.pair_set.pairs[0].reference == {}
+
+
+async def test_tui_history_shows_runs_from_elsewhere(tmp_path, one_set):
+    import asyncio
+
+    from wordorder_tui.cli import main
+
+    db = tmp_path / "shared.db"
+    app = WordOrderApp(db_path=db, pairs_dir=one_set)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.query_one("#history-table", DataTable).row_count == 0
+
+        status = await asyncio.to_thread(main, ["run", str(PAIRS / "negation.toml"), "-m", "multilingual",
+                                                "--db", str(db), "--format", "json"])
+        assert status == 0
+        await pilot.press("h")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.query_one("#history-table", DataTable).row_count == 1
+
+
+async def test_tui_failed_model_marks_cells(tmp_path, one_set, monkeypatch):
+    empty_model = tmp_path / "not-a-model"
+    empty_model.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models.broken]\nprovider = "sentence-transformers"\nmodel = "{empty_model}"\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("WORDORDER_CONFIG", str(config))
+    app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=one_set)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        models = app.query_one("#models-list", SelectionList)
+        models.deselect_all()
+        models.select("broken")
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+        assert cell(app, "#results-table", "direction", 1) == "✗"
+        titles = [notification.title for notification in app._notifications]
+        assert "Model could not be loaded" in titles

@@ -87,10 +87,12 @@ def _get_model(source: ModelSource) -> Any:
             trust_remote_code=source.trust_remote_code,
         )
     except (OSError, ValueError) as error:
-        raise ModelNotAvailable(
-            "Model could not be loaded",
-            f"{source.display_name}: {error}. Check the name, or use a cached model or a local folder",
-        ) from None
+        reason = str(error).rstrip(". ")
+        if os.path.isdir(source.path_or_id):
+            hint = "check that the folder holds a saved sentence-transformers or Hugging Face model"
+        else:
+            hint = "check the model id, or use a cached model or a local folder"
+        raise ModelNotAvailable("Model could not be loaded", f"{source.display_name}: {reason}; {hint}") from None
     _loaded[source] = model
     return model
 

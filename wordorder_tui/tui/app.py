@@ -1,9 +1,13 @@
 """The wordorder Textual app: edit pairs, choose models, run, read results and history.
 
 Slow work runs in workers: runs are async workers on the event loop (model
-code itself goes to threads inside the service), store reads go through
-`asyncio.to_thread`. Every worker failure reaches `on_worker_state_changed`
-and becomes a titled notification.
+code itself runs in a child process or a thread inside the service), store
+reads go through `asyncio.to_thread`. Every worker failure reaches
+`on_worker_state_changed` and becomes a titled notification.
+
+The store, the service and the model registry pull in sqlite-utils, numpy and
+httpx, which together take longer to import than Textual itself. They are
+imported after the first frame is drawn, so the app appears at once.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import datetime
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 from textual import on
@@ -28,13 +32,15 @@ from wordorder_tui.i18n import t
 from wordorder_tui.pairs import Pair, PairFileError, PairSet, load_pair_set, load_pair_sets, new_pair_id
 from wordorder_tui.pairs import save_pair_set, validate_pair_set
 from wordorder_tui.paths import APP_NAME, default_config_path
-from wordorder_tui.providers.registry import Registry
 from wordorder_tui.report import comparison_grid, format_runs, progress_line, stored_run
-from wordorder_tui.runner import RunOutcome, run_comparison
-from wordorder_tui.service import EmbeddingService, Progress
-from wordorder_tui.store import Store
 from wordorder_tui.tui.panes import ModelsPane, PairsPane, ResultsPane
 from wordorder_tui.tui.screens import ConfirmScreen, EditPairScreen
+
+if TYPE_CHECKING:
+    from wordorder_tui.providers.registry import Registry
+    from wordorder_tui.runner import RunOutcome
+    from wordorder_tui.service import EmbeddingService, Progress
+    from wordorder_tui.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,10 @@ def _grid_subtitle(pair_set: str, references: list[str]) -> str:
     if len(references) == 1:
         return f"{pair_set} · ref = {references[0]}"
     return pair_set
+
+
+DEFAULT_SET = "word-order-en"
+MISSING_FAILED = "✗"  # shown in place of a score that a failed run did not produce
 
 
 class WordOrderApp(App[int]):
@@ -78,10 +88,11 @@ class WordOrderApp(App[int]):
 
         self.store: Store | None = None
         self.service: EmbeddingService | None = None  # one for the app's life, so its memory cache persists
-        self.registry = Registry()
+        self.registry: Registry | None = None
         self.pair_sets: list[PairSet] = []
         self.current = 0
         self.dirty: set[int] = set()
+        self._pair_errors = self._load_pair_sets()
 
         self._progress: dict[str, Progress] = {}
         self._grid_runs: list[str] = []  # model names of the score columns now shown
@@ -91,7 +102,7 @@ class WordOrderApp(App[int]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield PairsPane(id="pairs-pane")
+                yield PairsPane([pair_set.name for pair_set in self.pair_sets], id="pairs-pane")
                 yield ModelsPane(id="models-pane")
             yield ResultsPane(id="results-pane")
         with Horizontal(id="status-bar"):
@@ -112,8 +123,20 @@ class WordOrderApp(App[int]):
     # Start-up
 
     def on_mount(self) -> None:
+        for error in self._pair_errors:
+            self.notify(str(error), title=t("error.pair_file"), severity="error", timeout=15)
+        if not self.pair_sets:
+            self.notify(t("error.no_pair_sets_detail", path=self.pairs_dir), title=t("error.no_pair_sets"),
+                        severity="warning", timeout=15)
+        self._show_current()
+        self.call_after_refresh(self._start_services)
+
+    def _start_services(self) -> None:
+        """Load the model list and open the store, after the first frame is on screen."""
+        from wordorder_tui.service import EmbeddingService
+        from wordorder_tui.store import Store
+
         self._load_models()
-        self._load_pair_sets()
         try:
             self.store = Store(self.db_path)
             self.service = EmbeddingService(self.store)
@@ -128,11 +151,14 @@ class WordOrderApp(App[int]):
         self.refresh_history()
 
     def _load_models(self) -> None:
+        from wordorder_tui.providers.registry import Registry
+
         try:
             self.registry = Registry(load_config(default_config_path()))
         except ConfigError as error:
             log.warning("invalid config file: %s", error)
             self.notify(str(error), title=t("error.config"), severity="error", timeout=15)
+            self.registry = Registry()
 
         defaults = set(self.registry.defaults())
         rows = []
@@ -141,21 +167,25 @@ class WordOrderApp(App[int]):
             rows.append((entry.name, readiness.ready, readiness.reason, entry.name in defaults))
         self.query_one(ModelsPane).set_models(rows)
 
-    def _load_pair_sets(self) -> None:
+    def _load_pair_sets(self) -> list[PairFileError]:
+        """Read the pair sets before the screen is built; return the files that failed to load."""
         pair_sets, errors = load_pair_sets(self.pairs_dir) if self.pairs_dir.is_dir() else ([], [])
         for path in self.extra_files:
             try:
                 pair_sets.append(load_pair_set(path))
             except PairFileError as error:
                 errors.append(error)
-        for error in errors:
-            self.notify(str(error), title=t("error.pair_file"), severity="error", timeout=15)
 
         self.pair_sets = pair_sets
-        if not pair_sets:
-            self.notify(t("error.no_pair_sets_detail", path=self.pairs_dir), title=t("error.no_pair_sets"),
-                        severity="warning", timeout=15)
-        self._show_current()
+        self.current = self._initial_set_index(len(pair_sets) - len(self.extra_files))
+        return errors
+
+    def _initial_set_index(self, first_extra: int) -> int:
+        """Open the first file given on the command line, else the English built-in set, else the first."""
+        if self.extra_files and 0 <= first_extra < len(self.pair_sets):
+            return first_extra
+        names = [pair_set.name for pair_set in self.pair_sets]
+        return names.index(DEFAULT_SET) if DEFAULT_SET in names else 0
 
     # Pairs
 
@@ -205,6 +235,10 @@ class WordOrderApp(App[int]):
         def apply(values: dict[str, str] | None) -> None:
             if values is None or self.pair_set is None:
                 return
+            if pair.reference and (values["a"], values["b"]) != (pair.a, pair.b):
+                # A published score belongs to the texts it was measured on.
+                pair.reference = {}
+                self.notify(t("notice.reference_removed", id=pair.id))
             pair.category, pair.a, pair.b = values["category"], values["a"], values["b"]
             self._mark_dirty(index)
 
@@ -266,7 +300,7 @@ class WordOrderApp(App[int]):
     # Runs
 
     def action_run(self) -> None:
-        if self.store is None or self.pair_set is None:
+        if self.store is None or self.registry is None or self.pair_set is None:
             self.notify(t("notice.cannot_run"), severity="warning")
             return
         if any(worker.group == "run" and not worker.is_finished for worker in self.workers):
@@ -314,6 +348,8 @@ class WordOrderApp(App[int]):
         pane.border_subtitle = subtitle
 
     async def _run(self, pair_set: PairSet, providers: list[Any]) -> None:
+        from wordorder_tui.runner import run_comparison
+
         assert self.store is not None
         token = self._grid_token
 
@@ -329,12 +365,25 @@ class WordOrderApp(App[int]):
             if outcome.status == "failed":
                 self.notify(f"{outcome.model}: {outcome.error}", title=outcome.error_title or t("error.run"),
                             severity="error", timeout=20)
+                if token == self._grid_token:
+                    self._mark_unscored(pair_set, outcome, MISSING_FAILED)
         if token == self._grid_token:
             self._grid_text = format_runs([outcome.as_json() for outcome in outcomes], "markdown",
                                           {pair_set.name: {pair.id: pair.reference for pair in pair_set.pairs}})
         completed = sum(outcome.status == "completed" for outcome in outcomes)
         self._set_status(t("status.finished", done=completed, total=len(outcomes)))
         self.refresh_history()
+
+    def _mark_unscored(self, pair_set: PairSet, outcome: RunOutcome, mark: str) -> None:
+        """Replace the pending marks of a model that stopped early, so they do not look in progress."""
+        if outcome.model not in self._grid_runs:
+            return
+        column = 1 + self._grid_runs.index(outcome.model)
+        scored = {row["pair_id"] for row in outcome.results}
+        pane = self.query_one(ResultsPane)
+        for pair in pair_set.pairs:
+            if pair.id not in scored:
+                pane.set_text(pair.id, column, mark)
 
     def _on_progress(self, progress: Progress) -> None:
         self._progress[progress.model] = progress
@@ -391,6 +440,9 @@ class WordOrderApp(App[int]):
         tabs = self.query_one("#results-tabs", TabbedContent)
         tabs.active = "tab-results" if tabs.active == "tab-history" else "tab-history"
         self.query_one("#history-table" if tabs.active == "tab-history" else "#results-table", DataTable).focus()
+        if tabs.active == "tab-history":
+            # Another instance or the CLI may have logged runs since the last look.
+            self.refresh_history()
 
     @on(DataTable.RowSelected, "#history-table")
     def _history_chosen(self, event: DataTable.RowSelected) -> None:
@@ -445,6 +497,10 @@ class WordOrderApp(App[int]):
 
         names = ", ".join(self.pair_sets[index].name for index in sorted(self.dirty))
         self.push_screen(ConfirmScreen(t("confirm.quit_unsaved", names=names)), answer)
+
+    async def action_quit(self) -> None:
+        # Ctrl+Q and the palette's Quit ask about unsaved edits too.
+        self.action_quit_app()
 
     def on_unmount(self) -> None:
         if self.store is not None:

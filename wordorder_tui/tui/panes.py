@@ -24,8 +24,14 @@ PENDING = "…"
 class PairsPane(Vertical):
     """The pair sets, and the pairs of the chosen set."""
 
+    def __init__(self, set_names: Sequence[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._set_names = list(set_names)
+
     def compose(self) -> ComposeResult:
-        yield Select([], prompt=t("pairs.choose_set"), allow_blank=True, compact=True, id="set-select")
+        # A blank choice would show no set; it is offered only when there is no set at all.
+        options = [(name, index) for index, name in enumerate(self._set_names)]
+        yield Select(options, prompt=t("pairs.choose_set"), allow_blank=not options, compact=True, id="set-select")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="pairs-table")
         table.add_column(t("column.pair"), key="id")
         table.add_column(t("column.category"), key="category")
@@ -117,8 +123,10 @@ class ResultsPane(Vertical):
             table.add_row(*(_cell(value) for value in row), key=str(row[0]))
 
     def set_score(self, pair_id: str, column: int, value: float) -> None:
-        table = self.query_one("#results-table", DataTable)
-        table.update_cell(pair_id, f"c{column}", _cell(value))
+        self.set_text(pair_id, column, _cell(value))
+
+    def set_text(self, pair_id: str, column: int, text: str) -> None:
+        self.query_one("#results-table", DataTable).update_cell(pair_id, f"c{column}", text)
 
     def show_history(self, runs: Sequence[dict[str, Any]]) -> None:
         table = self.query_one("#history-table", DataTable)

@@ -31,11 +31,11 @@ class EditPairScreen(ModalScreen[dict[str, str] | None]):
         with Vertical(id="edit-dialog"):
             yield Label(self._title, id="edit-title")
             yield Label(t("edit.category"))
-            yield Input(self._values["category"], id="edit-category")
+            yield Input(self._values["category"], select_on_focus=False, id="edit-category")
             yield Label(t("edit.a"))
-            yield Input(self._values["a"], id="edit-a")
+            yield Input(self._values["a"], select_on_focus=False, id="edit-a")
             yield Label(t("edit.b"))
-            yield Input(self._values["b"], id="edit-b")
+            yield Input(self._values["b"], select_on_focus=False, id="edit-b")
             yield Static("", id="edit-error")
             with Horizontal(id="edit-buttons"):
                 yield Button(t("edit.apply"), variant="primary", id="edit-apply")
