@@ -173,7 +173,8 @@ def test_unavailable_hub_model_exits_1_quickly(capsys):
     # HF_HUB_OFFLINE is set by the autouse fixture, and this model is in no cache here.
     assert main(["run", str(PAIRS / "negation.toml"), "-m", "st:intfloat/multilingual-e5-small"]) == 1
     err = capsys.readouterr().err
-    assert "not available offline" in err or "not in the Hugging Face cache" in err
+    assert "intfloat/multilingual-e5-small is not available offline" in err
+    assert "HF_HUB_OFFLINE" in err
 
 
 def test_local_folder_model(capsys, tmp_path):
@@ -253,3 +254,67 @@ def test_ctrl_c_keeps_finished_results(tmp_path):
 def test_options_before_command(capsys):
     assert main(["--lang", "ja", "show", "999"]) == 2
     assert "実行 999" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["directory", "not_sqlite", "under_a_file"])
+def test_bad_db_path_exits_2(capsys, tmp_path, kind):
+    if kind == "directory":
+        db = tmp_path / "a-dir"
+        db.mkdir()
+    elif kind == "not_sqlite":
+        db = tmp_path / "notes.txt"
+        db.write_text("not a database\n" * 100)
+    else:
+        (tmp_path / "file").write_text("x")
+        db = tmp_path / "file" / "x.db"
+
+    assert main(["history", "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the database" in err
+    assert str(db) in err
+
+
+def test_config_path_is_directory_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORDORDER_CONFIG", str(tmp_path))
+
+    assert main(["models"]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
+
+
+def test_mistyped_command_exits_2(capsys):
+    assert main(["hstory"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command or missing pair file 'hstory'" in err
+    assert "history" in err
+
+
+def test_app_without_terminal_exits_2(capsys):
+    # Under pytest, stdin is not a terminal, as in a script or CI job.
+    assert main([]) == 2
+    assert "the app needs a terminal" in capsys.readouterr().err
+
+
+def test_duplicate_set_names_exit_2(capsys, tmp_path):
+    copy = tmp_path / "copy.toml"
+    copy.write_text((PAIRS / "negation.toml").read_text(encoding="utf-8"), encoding="utf-8")
+
+    assert main(["run", str(PAIRS / "negation.toml"), str(copy), "-m", "multilingual"]) == 2
+    assert "two pair sets are named 'negation'" in capsys.readouterr().err
+
+
+def test_same_file_twice_runs_once(capsys):
+    output = run_json(capsys, str(PAIRS / "negation.toml"), str(PAIRS / "negation.toml"), "-m", "multilingual")
+
+    assert len(output["runs"]) == 1
+
+
+def test_broken_pipe_is_quiet(tmp_path):
+    env = {**os.environ, "WORDORDER_DB": str(tmp_path / "pipe.db")}
+    for _ in range(3):
+        subprocess.run([*WORDORDER, "run", str(PAIRS / "jina-examples.toml"), "-m", "multilingual"], env=env,
+                       capture_output=True, check=True)
+    pipeline = subprocess.run(f"{sys.executable} -m wordorder_tui history --format json | head -c 10",
+                              shell=True, env=env, capture_output=True, text=True)
+
+    assert "Traceback" not in pipeline.stderr
+    assert "BrokenPipeError" not in pipeline.stderr

@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from protocol_server import FAULT_KINDS, ProtocolServer, embedding_for, packed_bits  # noqa: E402
+from protocol_server import FAULT_KINDS, ProtocolServer, embedding_for, embedding_json, packed_bits  # noqa: E402
 
 KEY = "test-key-1234"
 
@@ -117,6 +117,27 @@ def test_embedding_for_shuffle_similar_not_equal() -> None:
 def test_embedding_for_rejects_zero_dimensions() -> None:
     with pytest.raises(ValueError, match="dimensions"):
         embedding_for("text", 0)
+
+
+def test_embedding_for_returns_new_list() -> None:
+    vector = embedding_for("a cached text", 8)
+    vector[0] = 99.0
+
+    assert embedding_for("a cached text", 8)[0] != 99.0
+
+
+def test_embedding_for_json_matches_list() -> None:
+    assert json.loads(embedding_json("the cat sat", 16)) == embedding_for("the cat sat", 16)
+
+
+def test_float_response_exact_vectors(openai: ProtocolServer, client: httpx.Client) -> None:
+    texts = ["the cat sat", "a dog ran", "the cat sat"]
+    response = post_openai(client, openai, texts)
+    data = response.json()["data"]
+
+    for position, text in enumerate(texts):
+        assert data[position]["index"] == position
+        assert data[position]["embedding"] == embedding_for(text, 8)
 
 
 # ---------------------------------------------------------------------------
@@ -898,6 +919,32 @@ def test_fault_shuffled_indexes(openai: ProtocolServer, client: httpx.Client) ->
     assert_vectors_close(ordered, [embedding_for(text, 8) for text in texts])
 
 
+def test_fault_429_fractional_seconds(openai: ProtocolServer, client: httpx.Client) -> None:
+    openai.add_fault("429", retry_after=0.25)
+    response = post_openai(client, openai, ["x"])
+
+    assert response.headers["Retry-After"] == "0.25"
+
+
+def test_fault_429_whole_float_integer(openai: ProtocolServer, client: httpx.Client) -> None:
+    openai.add_fault("429", retry_after=2.0)
+    response = post_openai(client, openai, ["x"])
+
+    assert response.headers["Retry-After"] == "2"
+
+
+def test_rate_429_fractional_seconds(openai: ProtocolServer, client: httpx.Client) -> None:
+    openai.set_rate_429(1.0, retry_after=0.1)
+    response = post_openai(client, openai, ["x"])
+
+    assert response.headers["Retry-After"] == "0.1"
+
+
+def test_rate_429_negative_rejected(openai: ProtocolServer) -> None:
+    with pytest.raises(ValueError, match="retry_after"):
+        openai.set_rate_429(0.5, retry_after=-1)
+
+
 def test_fault_rate_429_all(openai: ProtocolServer, client: httpx.Client) -> None:
     openai.set_rate_429(1.0, retry_after=2)
     response = post_openai(client, openai, ["x"])
@@ -953,6 +1000,16 @@ def test_count_and_texts_seen(openai: ProtocolServer, client: httpx.Client) -> N
     assert openai.count() == 3
     assert openai.count("/embed") == 1
     assert openai.texts_seen() == ["one", "two", "three", "four"]
+
+
+def test_records_response_status(openai: ProtocolServer, client: httpx.Client) -> None:
+    openai.add_fault("429")
+    post_openai(client, openai, ["x"])
+    post_openai(client, openai, ["y"])
+    responses = openai.responses
+
+    assert [response.status for response in responses] == [429, 200]
+    assert [response.request.json_body["input"] for response in responses] == [["x"], ["y"]]
 
 
 def test_reset_clears(openai: ProtocolServer, client: httpx.Client) -> None:
@@ -1025,3 +1082,91 @@ def test_command_line_serves() -> None:
     assert line.startswith("listening on http://127.0.0.1:")
     assert response.status_code == 200
     assert len(response.json()["data"][0]["embedding"]) == 1024
+
+
+# ---------------------------------------------------------------------------
+# Control routes
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def controlled() -> Iterator[ProtocolServer]:
+    with ProtocolServer("openai", control_routes=True) as server:
+        yield server
+
+
+def test_control_routes_off_by_default(openai: ProtocolServer, client: httpx.Client) -> None:
+    assert client.get(f"{openai.base_url}/_stats").status_code == 404
+
+
+def test_stats_lists_responses(controlled: ProtocolServer, client: httpx.Client) -> None:
+    controlled.add_fault("429")
+    post_openai(client, controlled, ["one", "two"])
+    post_openai(client, controlled, ["one", "two"])
+    stats = client.get(f"{controlled.base_url}/_stats").json()
+
+    assert stats["requests"] == 2
+    assert [response["status"] for response in stats["responses"]] == [429, 200]
+    assert stats["responses"][1]["texts"] == ["one", "two"]
+    assert stats["responses"][1]["path"] == "/v1/embeddings"
+    assert stats["cpu_seconds"] > 0
+
+
+def test_stats_not_recorded(controlled: ProtocolServer, client: httpx.Client) -> None:
+    client.get(f"{controlled.base_url}/_stats")
+    client.post(f"{controlled.base_url}/_reset")
+
+    assert controlled.count() == 0
+
+
+def test_reset_route_sets_rate(controlled: ProtocolServer, client: httpx.Client) -> None:
+    post_openai(client, controlled, ["x"])
+    reset = client.post(f"{controlled.base_url}/_reset", json={"rate_429": 1.0, "retry_after": 0.1})
+    response = post_openai(client, controlled, ["x"])
+
+    assert reset.status_code == 200
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "0.1"
+    assert controlled.count() == 1
+
+
+def test_reset_route_rejects_text(controlled: ProtocolServer, client: httpx.Client) -> None:
+    response = client.post(f"{controlled.base_url}/_reset", json={"rate_429": "often"})
+
+    assert response.status_code == 400
+    assert "rate_429" in response.json()["error"]
+
+
+def test_reset_route_rejects_negative(controlled: ProtocolServer, client: httpx.Client) -> None:
+    response = client.post(f"{controlled.base_url}/_reset", json={"rate_429": 0.5, "retry_after": -1})
+
+    assert response.status_code == 400
+    assert "retry_after" in response.json()["error"]
+
+
+def test_stats_wrong_method(controlled: ProtocolServer, client: httpx.Client) -> None:
+    assert client.post(f"{controlled.base_url}/_stats").status_code == 405
+
+
+def test_command_line_control_routes() -> None:
+    script = Path(__file__).parent / "protocol_server.py"
+    command = [sys.executable, str(script), "--control-routes", "--rate-429", "1", "--retry-after", "0.1"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        base_url = line.strip().removeprefix("listening on ")
+        with httpx.Client(timeout=5.0) as own_client:
+            response = own_client.post(f"{base_url}/v1/embeddings", json={"model": "m", "input": ["x"]})
+            stats = own_client.get(f"{base_url}/_stats").json()
+    finally:
+        process.terminate()
+        process.wait(timeout=5)
+
+    assert response.headers["Retry-After"] == "0.1"
+    assert [entry["status"] for entry in stats["responses"]] == [429]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,10 +80,16 @@ def build_tui_parser() -> argparse.ArgumentParser:
 
 
 def _open_store(db: Path | None):
+    import sqlite3
+
     from wordorder_tui.store import Store
 
-    store = Store(db or default_db_path())
-    store.recover_interrupted()
+    path = db or default_db_path()
+    try:
+        store = Store(path)
+        store.recover_interrupted()
+    except (sqlite3.Error, OSError) as error:
+        raise UsageError(t("cli.db_failed", path=path, error=error)) from error
     return store
 
 
@@ -100,10 +107,20 @@ def _registry():
 def _load_pair_sets(paths: Sequence[Path]):
     from wordorder_tui.pairs import PairFileError, load_pair_set
 
+    unique_paths = list(dict.fromkeys(path.resolve() for path in paths))
     try:
-        return [load_pair_set(path) for path in paths]
+        pair_sets = [load_pair_set(path) for path in unique_paths]
     except PairFileError as error:
         raise UsageError(str(error)) from error
+
+    # Results are grouped by set name, so two different files may not share one.
+    seen: dict[str, Path] = {}
+    for pair_set in pair_sets:
+        if pair_set.name in seen:
+            raise UsageError(t("cli.duplicate_set_name", name=pair_set.name, first=seen[pair_set.name],
+                               second=pair_set.path))
+        seen[pair_set.name] = pair_set.path
+    return pair_sets
 
 
 def _progress_printer(stream):
@@ -237,6 +254,13 @@ def command_models(args: argparse.Namespace) -> int:
 
 
 def command_tui(args: argparse.Namespace) -> int:
+    # A word that is neither a command nor an existing file is most likely a mistyped command.
+    for path in args.pair_files:
+        if not path.exists() and path.suffix != ".toml":
+            raise UsageError(t("cli.unknown_command", word=path, commands=", ".join(COMMANDS)))
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(t("cli.needs_terminal", commands=", ".join(COMMANDS)))
+
     from wordorder_tui.tui.app import WordOrderApp
 
     app = WordOrderApp(
@@ -293,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"wordorder: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`wordorder history | head`): stop quietly, as Unix tools do.
+        sys.stdout = open(os.devnull, "w")
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -273,6 +273,8 @@ def load_config(path: str | Path) -> dict[str, ModelConfig]:
         raise ConfigError(f"{path}: invalid TOML: {error}") from error
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not UTF-8 text: {error}") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}; fix WORDORDER_CONFIG") from error
 
     unknown = sorted(set(document) - {"models"})
     if unknown:
@@ -286,5 +288,7 @@ def load_config(path: str | Path) -> dict[str, ModelConfig]:
     for name, table in models.items():
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: models.{name} must be a table")
+        if name.startswith("st:"):
+            raise ConfigError(f"{path}: models.{name}: names starting with 'st:' are reserved for ad hoc models; rename it")
         parsed[name] = parse_model(name, table, str(path))
     return parsed

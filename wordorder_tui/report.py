@@ -192,8 +192,10 @@ def stored_run(run: dict[str, Any], results: Sequence[dict[str, Any]]) -> dict[s
 def format_history(runs: Sequence[dict[str, Any]], fmt: str) -> str:
     keys = ["id", "started_at", "status", "pair_set", "model", "result_count"]
     if fmt == "json":
-        return json.dumps({"runs": [{key: run.get(key) for key in [*keys, "settings", "error"]} for run in runs]},
-                          ensure_ascii=False, indent=2)
+        # "run_id" matches `run` and `show`; "id" stays for scripts written against it.
+        rows = [{"run_id": run.get("id"), **{key: run.get(key) for key in [*keys, "settings", "error"]}}
+                for run in runs]
+        return json.dumps({"runs": rows}, ensure_ascii=False, indent=2)
 
     rows = [[str(run.get(key) if run.get(key) is not None else "") for key in keys] for run in runs]
     rows = [[row[0], row[1][:19].replace("T", " "), *row[2:]] for row in rows]

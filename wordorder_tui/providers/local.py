@@ -153,8 +153,8 @@ class SentenceTransformerProvider(Provider):
         if _hub_offline():
             raise ModelNotAvailable(
                 "Model not available offline",
-                f"{self.model} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
-                "download it on a machine with network access or pass a local folder",
+                f"{self.model} is not available offline: it is not in the Hugging Face cache and "
+                "HF_HUB_OFFLINE is set; download it on a machine with network access or pass a local folder",
             )
         return self.model, False
 
