@@ -180,7 +180,10 @@ class EmbeddingService:
                 if on_batch is not None:
                     await _call(on_batch, batch, matrix)
 
-            size = max(1, provider.batch_size)
+            # Texts of similar length in one batch need less padding, and order does not
+            # matter because vectors are kept by text.
+            missing.sort(key=len)
+            size = max(1, provider.request_size or provider.batch_size)
             try:
                 async with asyncio.TaskGroup() as group:
                     for start in range(0, len(missing), size):

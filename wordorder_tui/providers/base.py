@@ -57,7 +57,7 @@ class Provider(ABC):
 
     Subclasses set `name` (the registry name users type, such as "minilm"),
     `kind` (the backend, such as "sentence-transformers") and `batch_size`.
-    `max_concurrency` is how many batches the service may send at once.
+    `max_concurrency` is how many `embed` calls the service may make at once.
     `retries` counts requests that were sent again after a failure, for progress.
     """
 
@@ -65,6 +65,8 @@ class Provider(ABC):
     kind: str
     batch_size: int = 32
     max_concurrency: int = 1
+    # Texts per `embed` call, when it differs from the model's batch size (None: the same).
+    request_size: int | None = None
     retries: int = 0
 
     @abstractmethod

@@ -83,6 +83,9 @@ class SentenceTransformerProvider(Provider):
         self.prompt_name = prompt_name
         self.normalize = normalize
         self.batch_size = batch_size
+        # Each call to the model process carries several batches, so the round trip is paid less
+        # often and sentence-transformers can sort more texts by length.
+        self.request_size = batch_size * 8
         self.device = device
         self.trust_remote_code = trust_remote_code
 
