@@ -129,7 +129,10 @@ class WordOrderApp(App[int]):
             self.notify(t("error.no_pair_sets_detail", path=self.pairs_dir), title=t("error.no_pair_sets"),
                         severity="warning", timeout=15)
         self._show_current()
-        self.call_after_refresh(self._start_services)
+
+    def on_ready(self) -> None:
+        # Textual sends Ready once the first frame is on screen.
+        self._start_services()
 
     def _start_services(self) -> None:
         """Load the model list and open the store, after the first frame is on screen."""
