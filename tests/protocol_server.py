@@ -33,6 +33,7 @@ import base64
 import email.utils
 import hashlib
 import http.server
+import itertools
 import json
 import logging
 import math
@@ -127,7 +128,7 @@ def tokenize(text: str) -> list[str]:
 def _embedding_array(text: str, dimensions: int) -> np.ndarray:
     """Compute the read-only vector of `embedding_for` with numpy, cached per text and size."""
     tokens = tokenize(text) or ["\x00empty"]
-    pairs = [f"{first}\x00{second}" for first, second in zip(tokens, tokens[1:], strict=False)]
+    pairs = [f"{first}\x00{second}" for first, second in itertools.pairwise(tokens)]
 
     # One weighted sum over the rows: weight 1 for each token, BIGRAM_WEIGHT for each pair.
     rows = np.array([_token_vector(token, dimensions) for token in tokens + pairs])
@@ -1442,8 +1443,11 @@ class ProtocolServer:
         client in another process can subtract two readings.
         """
         responses = [
-            {"status": response.status, "path": response.request.path,
-             "texts": texts_of(response.request.path, response.request.json_body)}
+            {
+                "status": response.status,
+                "path": response.request.path,
+                "texts": texts_of(response.request.path, response.request.json_body),
+            }
             for response in self.responses
         ]
         return {"requests": len(self.requests), "responses": responses, "cpu_seconds": time.process_time()}

@@ -289,7 +289,8 @@ async def test_cohere_asks_for_float(make: Callable[..., Any]) -> None:
 async def test_gemini_item_names_model(make: Callable[..., Any]) -> None:
     provider, server = make("gemini")
 
-    await EmbeddingService().embed(provider, TEXTS)
+    # The provider itself, because the service reorders texts by length before batching.
+    await provider.embed(TEXTS)
 
     items = server.requests[-1].json_body["requests"]
     assert [item["model"] for item in items] == ["models/gemini-embedding-001"] * 3
@@ -798,9 +799,10 @@ async def test_cancel_aborts_request(make: Callable[..., Any]) -> None:
 async def test_run_failing_model_isolated(make: Callable[..., Any], tmp_path: Path) -> None:
     healthy, healthy_server = make("openai", name="healthy")
     failing, failing_server = make("ollama", name="failing", batch_size=2, concurrency=1)
-    # The first batch (pair p0) succeeds, the second returns broken JSON. The latency lets the
-    # first batch's results reach the store before the second fails, because a failing batch
-    # cancels the other batches of its TaskGroup, including one that is still writing.
+    # Texts are batched by length, and each pair here has two texts of one length, so the first
+    # batch holds one whole pair. It succeeds and the second returns broken JSON. The latency
+    # lets the first batch's result reach the store before the second fails, because a failing
+    # batch cancels the other batches of its TaskGroup, including one that is still writing.
     failing_server.latency = 0.3
     failing_server.add_fault("slow", delay=0)
     failing_server.add_fault("malformed_json")
@@ -815,7 +817,8 @@ async def test_run_failing_model_isolated(make: Callable[..., Any], tmp_path: Pa
     stored = store.run(by_model["failing"].run_id)
     assert stored["status"] == "failed"
     assert "ollama model nomic-embed-text: HTTP 200" in stored["error"]
-    assert [row["pair_id"] for row in store.results(by_model["failing"].run_id)] == ["p0"]
+    kept = store.results(by_model["failing"].run_id)
+    assert [row["pair_id"] for row in kept] == ["p2"]  # the pair of the shortest texts
     assert healthy_server.count() == 1
 
 

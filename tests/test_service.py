@@ -115,3 +115,30 @@ def test_memory_cache_evicts_least_recent():
 
     assert set(cache.get_many("f", ["a", "b", "c", "d"])) == {"a", "c", "d"}
     assert cache.used_bytes == 48
+
+
+async def test_released_slot_lets_others_run():
+    import asyncio
+
+    from wordorder_tui.providers.base import CURRENT_SLOT, released_slot
+
+    limit = asyncio.Semaphore(1)
+    order: list[str] = []
+
+    async def retrying() -> None:
+        async with limit:
+            CURRENT_SLOT.set(limit)
+            order.append("first request")
+            async with released_slot():
+                await asyncio.sleep(0.05)
+            order.append("retry")
+
+    async def other() -> None:
+        await asyncio.sleep(0.01)
+        async with limit:
+            order.append("other request")
+
+    await asyncio.gather(retrying(), other())
+
+    assert order == ["first request", "other request", "retry"]
+    assert not limit.locked()

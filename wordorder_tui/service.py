@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wordorder_tui.core import VectorError, check_vectors
-from wordorder_tui.providers.base import EmbeddingError, Provider
+from wordorder_tui.providers.base import CURRENT_SLOT, EmbeddingError, Provider
 from wordorder_tui.store import Store
 
 log = logging.getLogger(__name__)
@@ -163,12 +163,14 @@ class EmbeddingService:
 
             async def embed_batch(batch: list[str]) -> None:
                 async with limit:
+                    token = CURRENT_SLOT.set(limit)
                     progress.in_flight += 1
                     report(progress)
                     try:
                         matrix = check_batch(provider, batch, await provider.embed(batch))
                     finally:
                         progress.in_flight -= 1
+                        CURRENT_SLOT.reset(token)
 
                 if self.store is not None:
                     await asyncio.to_thread(self.store.put_embeddings, fingerprint, batch, matrix)

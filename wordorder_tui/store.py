@@ -17,6 +17,7 @@ import os
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ class Store:
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
         self.db = sqlite_utils.Database(connection)
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.db.execute("PRAGMA journal_mode = WAL")
+        self._enable_wal()
         # In WAL mode, NORMAL skips the fsync per commit but still survives a crash of this
         # process; only a power loss or OS crash can lose the last commits.
         self.db.execute("PRAGMA synchronous = NORMAL")
@@ -143,6 +144,24 @@ class Store:
 
         with self._lock:
             self._apply_migrations()
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL mode, waiting while another process holds it.
+
+        Changing the journal mode needs an exclusive lock, and SQLite returns
+        "database is locked" at once, without the busy timeout, while another
+        process opening the same new file holds it.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                log.debug("waiting to switch %s to WAL mode: %s", self.path, error)
+                time.sleep(0.02)
 
     def _apply_migrations(self) -> None:
         """Apply pending migrations while holding SQLite's write lock.
@@ -209,17 +228,17 @@ class Store:
 
         now = utc_now()
         rows = [
-            {
-                "fingerprint": fingerprint,
-                "text_hash": text_hash(text),
-                "dimensions": int(vector.shape[0]),
-                "vector": vector_to_blob(vector),
-                "created_at": now,
-            }
+            (fingerprint, text_hash(text), int(vector.shape[0]), vector_to_blob(vector), now)
             for text, vector in zip(texts, matrix)
         ]
-        with self._lock:
-            self.db["embeddings"].insert_all(rows, ignore=True)
+        # Plain executemany: this runs once per batch of every run, and sqlite-utils' insert_all
+        # spends more time building its statements than SQLite spends writing.
+        with self._lock, self._write_transaction():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO embeddings (fingerprint, text_hash, dimensions, vector, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     def count_embeddings(self, fingerprint: str | None = None) -> int:
         with self._lock:
@@ -258,7 +277,7 @@ class Store:
             "host": socket.gethostname(),
             "pid": os.getpid(),
         }
-        with self._lock:
+        with self._lock, self._write_transaction():
             return self.db["runs"].insert(row).last_pk
 
     def add_results(self, run_id: int, rows: Iterable[dict[str, Any]]) -> None:
@@ -289,7 +308,7 @@ class Store:
         update: dict[str, Any] = {"status": status, "finished_at": utc_now(), "error": error}
         if timings is not None:
             update["timings"] = json.dumps(timings, sort_keys=True)
-        with self._lock:
+        with self._lock, self._write_transaction():
             self.db["runs"].update(run_id, update)
 
     def recover_interrupted(self) -> int:

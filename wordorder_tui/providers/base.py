@@ -7,10 +7,13 @@ across a whole run, the embedding cache and cancellation live in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,30 @@ class Readiness:
 
     ready: bool
     reason: str = ""
+
+
+# The concurrency slot held by the batch running in this task. A provider that sleeps before
+# a retry gives it up meanwhile (see `released_slot`), so waiting batches do not idle the limit.
+CURRENT_SLOT: ContextVar[asyncio.Semaphore | None] = ContextVar("wordorder_current_slot", default=None)
+
+
+@contextlib.asynccontextmanager
+async def released_slot() -> AsyncIterator[None]:
+    """Give up this task's concurrency slot for the duration of the block, then take it back.
+
+    The limit bounds requests in flight; a batch sleeping out a Retry-After has none.
+    """
+    slot = CURRENT_SLOT.get()
+    if slot is None:
+        yield
+        return
+
+    slot.release()
+    try:
+        yield
+    finally:
+        # Shielded so that a cancel arriving now cannot leave the slot released twice.
+        await asyncio.shield(slot.acquire())
 
 
 def settings_fingerprint(settings: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from wordorder_tui.providers.base import EmbeddingError
+from wordorder_tui.providers.base import EmbeddingError, released_slot
 
 log = logging.getLogger(__name__)
 
@@ -328,7 +328,8 @@ class Endpoint:
             delay,
         )
         self.on_retry()
-        await asyncio.sleep(delay)
+        async with released_slot():
+            await asyncio.sleep(delay)
 
     def _decode(self, response: httpx.Response, caller: Caller) -> Any:
         try:
