@@ -9,6 +9,7 @@ worker thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import importlib.util
 import logging
@@ -32,7 +33,9 @@ PACKAGED_MODELS = {
 }
 
 
+@functools.cache
 def _package_version(name: str) -> str:
+    # Cached: reading a package's metadata parses its METADATA file, about 1 ms each, on every run.
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
