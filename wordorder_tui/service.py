@@ -200,14 +200,16 @@ class EmbeddingService:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
 
-        dimensions = {vector.shape[0] for vector in vectors.values()}
-        if len(dimensions) > 1:
+        try:
+            return np.stack([vectors[text] for text in texts])
+        except ValueError as error:
+            # np.stack requires one shape; only a mixed cache or a changing model breaks that.
+            dimensions = sorted({vector.shape[0] for vector in vectors.values()})
             raise EmbeddingError(
                 "Inconsistent dimensions",
-                f"{provider.name} returned vectors of sizes {sorted(dimensions)}; "
+                f"{provider.name} returned vectors of sizes {dimensions}; "
                 "clear its cache entries if the model changed under the same settings",
-            )
-        return np.stack([vectors[text] for text in texts])
+            ) from error
 
 
 async def _call(callback: BatchCallback, texts: Sequence[str], matrix: np.ndarray) -> None:
