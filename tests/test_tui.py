@@ -280,3 +280,26 @@ async def test_tui_failed_model_marks_cells(tmp_path, one_set, monkeypatch):
         assert cell(app, "#results-table", "direction", 1) == "✗"
         titles = [notification.title for notification in app._notifications]
         assert "Model could not be loaded" in titles
+
+
+async def test_tui_opens_english_builtin_set(tmp_path, pairs_dir):
+    app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=pairs_dir)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+        assert app.pair_set.name == "word-order-en"
+        assert app.query_one("#pairs-table", DataTable).row_count == 5
+
+
+async def test_tui_opens_file_from_command_line(tmp_path, pairs_dir):
+    app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=pairs_dir, extra_files=[PAIRS / "negation.toml"])
+
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+
+        assert app.current == len(app.pair_sets) - 1
+        assert app.pair_set.name == "negation"

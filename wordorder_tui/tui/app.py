@@ -102,7 +102,7 @@ class WordOrderApp(App[int]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield PairsPane([pair_set.name for pair_set in self.pair_sets], id="pairs-pane")
+                yield PairsPane([pair_set.name for pair_set in self.pair_sets], self.current, id="pairs-pane")
                 yield ModelsPane(id="models-pane")
             yield ResultsPane(id="results-pane")
         with Horizontal(id="status-bar"):

@@ -24,14 +24,17 @@ PENDING = "…"
 class PairsPane(Vertical):
     """The pair sets, and the pairs of the chosen set."""
 
-    def __init__(self, set_names: Sequence[str], **kwargs: Any) -> None:
+    def __init__(self, set_names: Sequence[str], selected: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._set_names = list(set_names)
+        self._selected = selected
 
     def compose(self) -> ComposeResult:
         # A blank choice would show no set; it is offered only when there is no set at all.
         options = [(name, index) for index, name in enumerate(self._set_names)]
-        yield Select(options, prompt=t("pairs.choose_set"), allow_blank=not options, compact=True, id="set-select")
+        initial = self._selected if options else Select.NULL
+        yield Select(options, prompt=t("pairs.choose_set"), allow_blank=not options, value=initial, compact=True,
+                     id="set-select")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="pairs-table")
         table.add_column(t("column.pair"), key="id")
         table.add_column(t("column.category"), key="category")
