@@ -1,4 +1,4 @@
-"""Run the three benchmarks in turn, each in its own process, after printing what machine this is.
+"""Run the four benchmarks in turn, each in its own process, after printing what machine this is.
 
 `make bench` runs this. Exit status 0 when every goal is met, 1 when a
 benchmark missed a goal or failed. The load average is printed around each

@@ -63,3 +63,14 @@ def test_float_vector_rejects_non_list(value: Any) -> None:
 def test_float_vector_rejects_huge_integer() -> None:
     with pytest.raises(InvalidResponse, match="integer too large"):
         float_vector([0.5, 10**400], CALLER, 0)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("3", 3.0), ("0.1", 0.1), ("0", 0.0), (" 2 ", 2.0), ("nan", None), ("inf", None), ("1e2", None),
+     ("1_0", None), ("-1", None), ("soon", None), ("", None)],
+)
+def test_parse_retry_after_seconds(header, expected):
+    from wordorder_tui.providers.http import parse_retry_after
+
+    assert parse_retry_after(header) == expected

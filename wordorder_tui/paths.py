@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 APP_NAME = "wordorder-tui"
 
 
@@ -19,6 +17,8 @@ def default_db_path() -> Path:
     override = os.environ.get("WORDORDER_DB")
     if override:
         return Path(override).expanduser()
+    import platformdirs  # imported here: it costs start-up time when the variable is set
+
     return Path(platformdirs.user_data_dir(APP_NAME)) / "wordorder.db"
 
 
@@ -27,6 +27,8 @@ def default_config_path() -> Path:
     override = os.environ.get("WORDORDER_CONFIG")
     if override:
         return Path(override).expanduser()
+    import platformdirs
+
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
 
 

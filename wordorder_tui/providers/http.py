@@ -18,6 +18,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,6 +106,9 @@ class RetryPolicy:
         return random.uniform(0.0, min(self.max_delay, base * 2**attempt))
 
 
+RETRY_AFTER_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Return the wait of a Retry-After header (seconds or an HTTP date) in seconds, or None.
 
@@ -115,10 +119,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     value = value.strip()
 
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    # Seconds are digits, with a fraction accepted because some servers send one; float()
+    # alone would also take "nan", "inf", "1e2" and "1_0".
+    if RETRY_AFTER_SECONDS.fullmatch(value):
+        return float(value)
 
     try:
         moment = email.utils.parsedate_to_datetime(value)

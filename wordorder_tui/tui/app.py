@@ -7,7 +7,8 @@ reads go through `asyncio.to_thread`. Every worker failure reaches
 
 The store, the service and the model registry pull in sqlite-utils, numpy and
 httpx, which together take longer to import than Textual itself. They are
-imported after the first frame is drawn, so the app appears at once.
+imported after the first frame is drawn, so the app appears at once; the
+dialog screens are imported when first opened, for the same reason.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import platformdirs
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, ProgressBar, Select, SelectionList, Static, TabbedContent
+from textual.widgets import DataTable, Footer, Select, SelectionList, Static
 from textual.worker import Worker, WorkerState
 
 from wordorder_tui.config import ConfigError, load_config
@@ -34,7 +34,6 @@ from wordorder_tui.pairs import save_pair_set, validate_pair_set
 from wordorder_tui.paths import APP_NAME, default_config_path
 from wordorder_tui.report import comparison_grid, format_runs, progress_line, stored_run
 from wordorder_tui.tui.panes import ModelsPane, PairsPane, ResultsPane
-from wordorder_tui.tui.screens import ConfirmScreen, EditPairScreen
 
 if TYPE_CHECKING:
     from wordorder_tui.providers.registry import Registry
@@ -43,6 +42,14 @@ if TYPE_CHECKING:
     from wordorder_tui.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """Draw a text progress bar with a percentage, such as "██████░░░░ 60%"."""
+    if total <= 0:
+        return ""
+    filled = round(width * min(done, total) / total)
+    return "█" * filled + "░" * (width - filled) + f" {100 * done // total:3d}%"
 
 
 def _reference_headers(references: list[str]) -> list[str]:
@@ -107,7 +114,7 @@ class WordOrderApp(App[int]):
             yield ResultsPane(id="results-pane")
         with Horizontal(id="status-bar"):
             yield Static(t("status.ready"), id="status")
-            yield ProgressBar(total=100, show_eta=False, id="progress")
+            yield Static("", id="progress")
         # Compact, and without the palette key, so that every binding fits in 80 columns.
         yield Footer(compact=True, show_command_palette=False)
 
@@ -230,6 +237,8 @@ class WordOrderApp(App[int]):
         return index, self.pair_set.pairs[index]
 
     def action_edit_pair(self) -> None:
+        from wordorder_tui.tui.screens import EditPairScreen
+
         selected = self._selected_pair()
         if selected is None:
             return
@@ -248,6 +257,8 @@ class WordOrderApp(App[int]):
         self.push_screen(EditPairScreen(t("edit.title", id=pair.id), pair.category, pair.a, pair.b), apply)
 
     def action_add_pair(self) -> None:
+        from wordorder_tui.tui.screens import EditPairScreen
+
         pair_set = self.pair_set
         if pair_set is None:
             return
@@ -263,6 +274,8 @@ class WordOrderApp(App[int]):
         self.push_screen(EditPairScreen(t("edit.new_title"), "direction", "", ""), apply)
 
     def action_delete_pair(self) -> None:
+        from wordorder_tui.tui.screens import ConfirmScreen
+
         selected = self._selected_pair()
         if selected is None or self.pair_set is None:
             return
@@ -341,7 +354,7 @@ class WordOrderApp(App[int]):
                 for pair in pair_set.pairs]
         self._show_grid(headers, rows, models, _grid_subtitle(pair_set.name, references))
         self._grid_text = ""
-        self.query_one("#results-tabs", TabbedContent).active = "tab-results"
+        self.query_one(ResultsPane).show_view("results-table")
 
     def _show_grid(self, headers: list[str], rows: list[list[Any]], models: list[str], subtitle: str) -> None:
         self._grid_runs = list(models)
@@ -393,12 +406,9 @@ class WordOrderApp(App[int]):
         parts = [progress_line(item, compact=True) for item in self._progress.values()]
         self._set_status(" · ".join(parts))
 
-        bar = self.query_one("#progress", ProgressBar)
         total = sum(item.total for item in self._progress.values())
-        if any(item.phase == "loading" for item in self._progress.values()):
-            bar.update(total=None)
-        else:
-            bar.update(total=max(total, 1), progress=sum(item.done for item in self._progress.values()))
+        done = sum(item.done for item in self._progress.values())
+        self.query_one("#progress", Static).update(progress_bar(done, total))
 
     def _set_status(self, text: str) -> None:
         self.query_one("#status", Static).update(text)
@@ -425,7 +435,7 @@ class WordOrderApp(App[int]):
             self.notify(t("notice.cancelled"), title=t("notice.cancelled_title"))
             self.refresh_history()
         if event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
-            self.query_one("#progress", ProgressBar).update(total=100, progress=0)
+            self.query_one("#progress", Static).update("")
 
     # History
 
@@ -440,10 +450,11 @@ class WordOrderApp(App[int]):
         self.query_one(ResultsPane).show_history(runs)
 
     def action_toggle_history(self) -> None:
-        tabs = self.query_one("#results-tabs", TabbedContent)
-        tabs.active = "tab-results" if tabs.active == "tab-history" else "tab-history"
-        self.query_one("#history-table" if tabs.active == "tab-history" else "#results-table", DataTable).focus()
-        if tabs.active == "tab-history":
+        pane = self.query_one(ResultsPane)
+        view = "results-table" if pane.view == "history-table" else "history-table"
+        pane.show_view(view)
+        self.query_one(f"#{view}", DataTable).focus()
+        if view == "history-table":
             # Another instance or the CLI may have logged runs since the last look.
             self.refresh_history()
 
@@ -470,13 +481,15 @@ class WordOrderApp(App[int]):
         self._show_grid([headers[0], *models], [[row[0], *row[4:]] for row in rows], models,
                         f"{pair_set} · {t('results.from_run', id=run_id)}")
         self._grid_text = format_runs(loaded, "markdown")
-        self.query_one("#results-tabs", TabbedContent).active = "tab-results"
+        self.query_one(ResultsPane).show_view("results-table")
 
     def action_export(self) -> None:
         text = self._grid_text
         if not text:
             self.notify(t("notice.nothing_to_export"), severity="warning")
             return
+        import platformdirs
+
         folder = Path(platformdirs.user_data_dir(APP_NAME)) / "exports"
         path = folder / f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}.md"
         try:
@@ -490,6 +503,8 @@ class WordOrderApp(App[int]):
     # Quit
 
     def action_quit_app(self) -> None:
+        from wordorder_tui.tui.screens import ConfirmScreen
+
         if not self.dirty:
             self.exit(0)
             return

@@ -11,7 +11,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import DataTable, Select, SelectionList, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, DataTable, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from wordorder_tui.i18n import t
@@ -102,15 +102,30 @@ class ModelsPane(Vertical):
 class ResultsPane(Vertical):
     """The scores of the latest or a chosen run, and the history of runs."""
 
+    # A ContentSwitcher with a one-line header, not TabbedContent: the tabs widget alone added
+    # about 30 ms to start-up (benchmarks/bench_startup.py), and `h` switches views anyway.
+    VIEWS = ("results-table", "history-table")
+
     def compose(self) -> ComposeResult:
-        with TabbedContent(id="results-tabs"):
-            with TabPane(t("tab.results"), id="tab-results"):
-                yield DataTable(cursor_type="row", id="results-table")
-            with TabPane(t("tab.history"), id="tab-history"):
-                yield DataTable(cursor_type="row", zebra_stripes=True, id="history-table")
+        yield Static("", id="results-views")
+        with ContentSwitcher(initial="results-table", id="results-switcher"):
+            yield DataTable(cursor_type="row", id="results-table")
+            yield DataTable(cursor_type="row", zebra_stripes=True, id="history-table")
+
+    @property
+    def view(self) -> str:
+        return self.query_one("#results-switcher", ContentSwitcher).current or "results-table"
+
+    def show_view(self, view: str) -> None:
+        """Show the scores ("results-table") or the history ("history-table") and mark it in the header."""
+        self.query_one("#results-switcher", ContentSwitcher).current = view
+        labels = {"results-table": t("tab.results"), "history-table": t("tab.history")}
+        header = "  ".join(f"[reverse] {labels[name]} [/]" if name == view else f" {labels[name]} " for name in self.VIEWS)
+        self.query_one("#results-views", Static).update(header + f"  [dim]h: {t('key.history')}[/]")
 
     def on_mount(self) -> None:
         self.border_title = t("pane.results")
+        self.show_view("results-table")
         history = self.query_one("#history-table", DataTable)
         for key, label in (("id", "column.run"), ("model", "column.model"), ("pair_set", "column.pair_set"),
                            ("status", "column.status"), ("started", "column.started")):
