@@ -16,6 +16,7 @@ from wordorder_tui.store import Store
 
 from conftest import PAIRS, REPO
 
+
 WORDORDER = [sys.executable, "-m", "wordorder_tui"]
 
 
@@ -318,3 +319,24 @@ def test_broken_pipe_is_quiet(tmp_path):
 
     assert "Traceback" not in pipeline.stderr
     assert "BrokenPipeError" not in pipeline.stderr
+
+
+def test_run_remote_and_local_together(capsys, tmp_path):
+    from protocol_server import ProtocolServer, embedding_for
+
+    with ProtocolServer(flavor="openai") as server:
+        Path(os.environ["WORDORDER_CONFIG"]).write_text(
+            f'[models.remote]\nprovider = "openai"\nmodel = "text-embedding-3-small"\n'
+            f'base_url = "{server.base_url}/v1"\n[models.remote.options]\ndimensions = 256\n',
+            encoding="utf-8",
+        )
+        output = run_json(capsys, str(PAIRS / "word-order-en.toml"), "-m", "remote", "-m", "multilingual")
+
+    runs = {run["model"]: run for run in output["runs"]}
+    assert runs["remote"]["status"] == "completed"
+    assert runs["multilingual"]["status"] == "completed"
+    assert runs["remote"]["settings"]["options"] == {"dimensions": 256}
+    for result in runs["remote"]["results"]:
+        left = np.array(embedding_for(result["a"], 256))
+        right = np.array(embedding_for(result["b"], 256))
+        assert result["cosine"] == pytest.approx(cosine(left, right), abs=1e-6)

@@ -888,3 +888,16 @@ async def test_key_never_stored_or_logged(
 
 def test_remote_error_is_embedding_error() -> None:
     assert issubclass(RemoteError, http.EmbeddingError)
+
+
+async def test_requests_per_minute_spaces_requests(make: Callable[..., Any]) -> None:
+    # 1,200 per minute: request starts at least 50 ms apart. Only a lower bound is checked,
+    # so a slow machine cannot make this fail.
+    provider, server = make("openai", batch_size=1, concurrency=4, requests_per_minute=1200)
+
+    await EmbeddingService().embed(provider, TEXTS)
+
+    times = sorted(request.time for request in server.requests)
+    assert len(times) == 3
+    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+    assert min(gaps) >= 0.045

@@ -303,3 +303,35 @@ async def test_tui_opens_file_from_command_line(tmp_path, pairs_dir):
 
         assert app.current == len(app.pair_sets) - 1
         assert app.pair_set.name == "negation"
+
+
+async def test_tui_cancel_stops_remote_request(tmp_path, one_set, monkeypatch):
+    import asyncio
+
+    from protocol_server import ProtocolServer
+
+    with ProtocolServer(flavor="openai") as server:
+        config = tmp_path / "config.toml"
+        config.write_text(f'[models.slow]\nprovider = "openai"\nmodel = "text-embedding-3-small"\n'
+                          f'base_url = "{server.base_url}/v1"\n', encoding="utf-8")
+        monkeypatch.setenv("WORDORDER_CONFIG", str(config))
+        server.add_fault("slow", delay=30)
+        app = WordOrderApp(db_path=tmp_path / "tui.db", pairs_dir=one_set)
+
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+            models = app.query_one("#models-list", SelectionList)
+            models.deselect_all()
+            models.select("slow")
+            await pilot.press("r")
+            while server.count() == 0:
+                await asyncio.sleep(0.02)
+            await pilot.press("c")
+            # The request is held for 30 s by the server; the cancel must not wait for it.
+            await asyncio.wait_for(app.workers.wait_for_complete(), timeout=10)
+            await pilot.pause()
+
+    store = Store(tmp_path / "tui.db")
+    assert [run["status"] for run in store.runs()] == ["cancelled"]
+    store.close()

@@ -287,11 +287,14 @@ class Endpoint:
         """
         attempt = 0
         while True:
+            # The client first: creating it takes tens of milliseconds, which must not fall
+            # between the rate limiter's slot and the request it was given for.
+            client = self.client()
             if self.limiter is not None:
                 await self.limiter.wait()
 
             try:
-                response = await self.client().request(method, path, json=body, headers=headers)
+                response = await client.request(method, path, json=body, headers=headers)
             except RETRYABLE_ERRORS as error:
                 reason = _transport_reason(error)
                 if attempt >= self.retry.max_retries:
