@@ -121,7 +121,7 @@ class ResultsPane(Vertical):
         self.query_one("#results-switcher", ContentSwitcher).current = view
         labels = {"results-table": t("tab.results"), "history-table": t("tab.history")}
         header = "  ".join(f"[reverse] {labels[name]} [/]" if name == view else f" {labels[name]} " for name in self.VIEWS)
-        self.query_one("#results-views", Static).update(header + f"  [dim]h: {t('key.history')}[/]")
+        self.query_one("#results-views", Static).update(header + f"  [dim]{t('results.switch_hint')}[/]")
 
     def on_mount(self) -> None:
         self.border_title = t("pane.results")
