@@ -146,11 +146,11 @@ class Store:
             self._apply_migrations()
 
     def _enable_wal(self) -> None:
-        """Switch the file to WAL mode, waiting while another process holds it.
+        """Switch the file to WAL mode, waiting while another process has it locked.
 
         Changing the journal mode needs an exclusive lock, and SQLite returns
         "database is locked" at once, without the busy timeout, while another
-        process opening the same new file holds it.
+        process opening the same new file has the lock.
         """
         deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
         while True:
@@ -312,7 +312,7 @@ class Store:
             self.db["runs"].update(run_id, update)
 
     def recover_interrupted(self) -> int:
-        """Mark runs of dead processes on this host that still say "running" as interrupted.
+        """Mark runs of dead processes on this host whose status is still "running" as interrupted.
 
         Returns how many runs were marked. Runs of live processes, and of other
         hosts sharing the file, are left alone.

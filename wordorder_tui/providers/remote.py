@@ -191,15 +191,12 @@ class RemoteProvider(Provider):
         return vectors
 
 
-class JinaProvider(RemoteProvider):
-    """Jina AI `POST /v1/embeddings`."""
+class EmbeddingsListProvider(RemoteProvider):
+    """The `POST {base_url}/embeddings` protocol that OpenAI, Jina and Voyage share.
 
-    default_base_url = "https://api.jina.ai/v1"
-    default_key_env = "JINA_API_KEY"
-    # NOTE: a conservative default; Jina documents no fixed input count per request.
-    default_batch_size = 128
-    dimensions_option = "dimensions"
-    base64_option = ("embedding_type", "base64")
+    The body is {"model", "input": [texts], options...} and the response a
+    `data` list of {"index", "embedding"} items.
+    """
 
     def path(self) -> str:
         return "/embeddings"
@@ -211,7 +208,18 @@ class JinaProvider(RemoteProvider):
         return self.indexed_vectors(body, count, caller)
 
 
-class OpenAIProvider(RemoteProvider):
+class JinaProvider(EmbeddingsListProvider):
+    """Jina AI `POST /v1/embeddings`."""
+
+    default_base_url = "https://api.jina.ai/v1"
+    default_key_env = "JINA_API_KEY"
+    # NOTE: a conservative default; Jina documents no fixed input count per request.
+    default_batch_size = 128
+    dimensions_option = "dimensions"
+    base64_option = ("embedding_type", "base64")
+
+
+class OpenAIProvider(EmbeddingsListProvider):
     """OpenAI `POST /v1/embeddings`, and any server that speaks it (vLLM, llama.cpp, Ollama's /v1)."""
 
     default_base_url = "https://api.openai.com/v1"
@@ -225,31 +233,13 @@ class OpenAIProvider(RemoteProvider):
         base_url = (config.base_url or self.default_base_url).rstrip("/")
         return "OPENAI_API_KEY" if base_url == self.default_base_url else None
 
-    def path(self) -> str:
-        return "/embeddings"
 
-    def request_body(self, texts: list[str]) -> Any:
-        return {"model": self.model, "input": texts, **self.options}
-
-    def read_vectors(self, body: Any, count: int, caller: Caller) -> list[np.ndarray]:
-        return self.indexed_vectors(body, count, caller)
-
-
-class VoyageProvider(RemoteProvider):
+class VoyageProvider(EmbeddingsListProvider):
     """Voyage AI `POST /v1/embeddings`."""
 
     default_base_url = "https://api.voyageai.com/v1"
     default_key_env = "VOYAGE_API_KEY"
     dimensions_option = "output_dimension"
-
-    def path(self) -> str:
-        return "/embeddings"
-
-    def request_body(self, texts: list[str]) -> Any:
-        return {"input": texts, "model": self.model, **self.options}
-
-    def read_vectors(self, body: Any, count: int, caller: Caller) -> list[np.ndarray]:
-        return self.indexed_vectors(body, count, caller)
 
 
 class OllamaProvider(RemoteProvider):

@@ -132,7 +132,7 @@ class ResultsPane(Vertical):
             history.add_column(t(label), key=key)
 
     def show_grid(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Show rows of [pair, category, score…] with one score column per header after the second."""
+        """Replace the grid: one column per header, one row per list, keyed by its first value (the pair id)."""
         table = self.query_one("#results-table", DataTable)
         table.clear(columns=True)
         for index, header in enumerate(headers):
