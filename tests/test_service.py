@@ -142,3 +142,17 @@ async def test_released_slot_lets_others_run():
 
     assert order == ["first request", "other request", "retry"]
     assert not limit.locked()
+
+
+def test_memory_cache_evicts_oldest_fingerprint_first():
+    vector = np.ones(4, dtype=np.float32)  # 16 bytes
+    cache = MemoryCache(max_bytes=48)
+    cache.put_many("old", {"a": vector, "b": vector})
+    cache.put_many("new", {"c": vector})
+    cache.get_many("new", ["c"])
+
+    cache.put_many("new", {"d": vector})
+
+    assert set(cache.get_many("old", ["a", "b"])) == {"b"}
+    assert set(cache.get_many("new", ["c", "d"])) == {"c", "d"}
+    assert cache.used_bytes == 48

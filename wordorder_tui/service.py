@@ -63,32 +63,46 @@ DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024
 
 
 class MemoryCache:
-    """A least-recently-used map of (settings fingerprint, text) to vector, bounded in bytes."""
+    """A least-recently-used map of (settings fingerprint, text) to vector, bounded in bytes.
+
+    Entries are grouped by fingerprint, so that a lookup hashes only the text; eviction
+    takes the oldest entries of the least recently used fingerprint first.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.used_bytes = 0
-        self._vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._groups: OrderedDict[str, OrderedDict[str, np.ndarray]] = OrderedDict()
 
     def get_many(self, fingerprint: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        group = self._groups.get(fingerprint)
+        if not group:
+            return {}
+
+        self._groups.move_to_end(fingerprint)
         found = {}
+        touch = group.move_to_end
         for text in texts:
-            vector = self._vectors.get((fingerprint, text))
+            vector = group.get(text)
             if vector is not None:
-                self._vectors.move_to_end((fingerprint, text))
+                touch(text)
                 found[text] = vector
         return found
 
     def put_many(self, fingerprint: str, vectors: dict[str, np.ndarray]) -> None:
+        group = self._groups.setdefault(fingerprint, OrderedDict())
+        self._groups.move_to_end(fingerprint)
         for text, vector in vectors.items():
-            key = (fingerprint, text)
-            if key in self._vectors:
-                continue
-            self._vectors[key] = vector
-            self.used_bytes += vector.nbytes
-        while self.used_bytes > self.max_bytes and self._vectors:
-            _, evicted = self._vectors.popitem(last=False)
+            if text not in group:
+                group[text] = vector
+                self.used_bytes += vector.nbytes
+
+        while self.used_bytes > self.max_bytes and self._groups:
+            oldest_fingerprint, oldest = next(iter(self._groups.items()))
+            _, evicted = oldest.popitem(last=False)
             self.used_bytes -= evicted.nbytes
+            if not oldest:
+                del self._groups[oldest_fingerprint]
 
 
 class EmbeddingService:
