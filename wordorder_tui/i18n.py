@@ -35,7 +35,7 @@ def _catalogue() -> dict[str, dict[str, str]]:
 
 
 def detect_language() -> str:
-    """Return "ja" when WORDORDER_LANG or the locale asks for Japanese, else "en"."""
+    """Return "ja" when WORDORDER_LANG or the locale selects Japanese, else "en"."""
     setting = os.environ.get("WORDORDER_LANG", "").strip().lower()
     if setting in LANGUAGES:
         return setting

@@ -1,4 +1,4 @@
-"""Where wordorder-tui keeps its database, configuration and pair sets.
+"""The locations of the database, the configuration and the pair sets.
 
 Each location has one environment variable that moves it, so tests and users
 can keep separate experiments apart.

@@ -121,7 +121,7 @@ class Provider(ABC):
     async def load(self) -> None:
         """Load weights or open connections ahead of the first batch; the default does nothing.
 
-        The service awaits this before embedding, so progress can say "loading".
+        The service awaits this before embedding, so progress can show "loading".
         """
 
     @abstractmethod
