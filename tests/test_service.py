@@ -156,3 +156,29 @@ def test_memory_cache_evicts_oldest_fingerprint_first():
     assert set(cache.get_many("old", ["a", "b"])) == {"b"}
     assert set(cache.get_many("new", ["c", "d"])) == {"c", "d"}
     assert cache.used_bytes == 48
+
+
+async def test_service_caches_batches_before_a_failure(tmp_path: Path):
+    store = Store(tmp_path / "cache.db")
+    provider = CountingProvider(batch_size=2)
+    provider.zero_for = {"text 9"}  # the last batch by length order fails
+
+    with pytest.raises(EmbeddingError):
+        await EmbeddingService(store).embed(provider, TEXTS)
+
+    # Every batch that arrived before the failure is in the store.
+    cached = store.get_embeddings(provider.fingerprint(), TEXTS)
+    assert len(cached) >= 2
+    assert "text 9" not in cached
+    store.close()
+
+
+async def test_service_caches_large_run(tmp_path: Path):
+    store = Store(tmp_path / "cache.db")
+    provider = CountingProvider(batch_size=64)
+    texts = [f"sentence {index}" for index in range(2000)]
+
+    await EmbeddingService(store).embed(provider, texts)
+
+    assert store.count_embeddings() == 2000
+    store.close()
