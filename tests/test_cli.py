@@ -340,3 +340,11 @@ def test_run_remote_and_local_together(capsys, tmp_path):
         left = np.array(embedding_for(result["a"], 256))
         right = np.array(embedding_for(result["b"], 256))
         assert result["cosine"] == pytest.approx(cosine(left, right), abs=1e-6)
+
+
+def test_models_reason_in_japanese(capsys):
+    assert main(["models", "--lang", "ja", "--format", "json"]) == 0
+
+    models = {model["name"]: model for model in json.loads(capsys.readouterr().out)["models"]}
+    assert models["jina-v3"]["ready"] is False
+    assert models["jina-v3"]["reason"] == "環境変数 JINA_API_KEY に jina の API キーを設定してください"

