@@ -124,8 +124,8 @@ class EmbeddingService:
         return found
 
     def _limit(self, provider: Provider) -> asyncio.Semaphore:
-        # One semaphore per endpoint: remote providers expose `limit_key` (their base URL), so models
-        # served by one server share its limit; other providers get one semaphore per object.
+        # One semaphore per endpoint. Remote providers expose `limit_key` (their base URL), so
+        # models served by one server share its limit. Other providers get one per object.
         key = getattr(provider, "limit_key", id(provider))
         if key not in self._limits:
             self._limits[key] = asyncio.Semaphore(max(1, provider.max_concurrency))

@@ -137,7 +137,7 @@ class Store:
         self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._enable_wal()
         # In WAL mode, NORMAL skips the fsync per commit but still survives a crash of this
-        # process; only a power loss or OS crash can lose the last commits.
+        # process. Only a power loss or an OS crash can lose the last commits.
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA foreign_keys = ON")
         self._lock = threading.RLock()
