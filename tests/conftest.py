@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from wordorder_tui import i18n
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = REPO / "pairs"
@@ -21,6 +24,13 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     for variable in ("JINA_API_KEY", "OPENAI_API_KEY", "COHERE_API_KEY", "VOYAGE_API_KEY", "GEMINI_API_KEY"):
         monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def reset_language() -> Iterator[None]:
+    """Undo a `--lang` that a test passed to the CLI, which sets the language for the process."""
+    yield
+    i18n.set_language(None)
 
 
 @pytest.fixture

@@ -348,3 +348,28 @@ def test_models_reason_in_japanese(capsys):
     models = {model["name"]: model for model in json.loads(capsys.readouterr().out)["models"]}
     assert models["jina-v3"]["ready"] is False
     assert models["jina-v3"]["reason"] == "環境変数 JINA_API_KEY に jina の API キーを設定してください"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:notaport/v1", "http://127.0.0.1:99999/v1",
+                                 "http://127.0.0.1:18431/v1 ", "http:///v1"])
+def test_invalid_base_url_exits_2(capsys, url):
+    Path(os.environ["WORDORDER_CONFIG"]).write_text(
+        f'[models.x]\nprovider = "openai"\nmodel = "m"\nbase_url = "{url}"\n', encoding="utf-8")
+
+    assert main(["run", str(PAIRS / "negation.toml"), "-m", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "models.x: field 'base_url'" in err
+    assert "Traceback" not in err
+
+
+def test_unready_model_skipped_others_run(capsys, tmp_path):
+    Path(os.environ["WORDORDER_CONFIG"]).write_text(
+        '[models.nokey]\nprovider = "openai"\nmodel = "m"\napi_key_env = "WORDORDER_TEST_MISSING_KEY"\n',
+        encoding="utf-8")
+
+    status = main(["run", str(PAIRS / "negation.toml"), "-m", "nokey", "-m", "multilingual", "--format", "json"])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "WORDORDER_TEST_MISSING_KEY" in captured.err
+    assert [run["model"] for run in json.loads(captured.out)["runs"]] == ["multilingual"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from wordorder_tui import i18n
 from wordorder_tui.i18n import t
-from wordorder_tui.paths import default_config_path, default_db_path, default_pairs_dir
+from wordorder_tui.paths import APP_NAME, default_config_path, default_db_path, default_pairs_dir
 from wordorder_tui.report import FORMATS, progress_line
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -153,11 +153,16 @@ def command_run(args: argparse.Namespace) -> int:
     except UnknownModel as error:
         raise UsageError(str(error)) from error
 
+    # A model that is not ready is skipped, as in the app, and the others run.
+    unready = []
     for provider in providers:
         readiness = provider.readiness()
         if not readiness.ready:
             print(t("cli.model_not_ready", model=provider.name, reason=readiness.reason), file=sys.stderr)
-            return EXIT_FAILED
+            unready.append(provider)
+    providers = [provider for provider in providers if provider not in unready]
+    if not providers:
+        return EXIT_FAILED
 
     store = _open_store(args.db)
     try:
@@ -179,7 +184,7 @@ def command_run(args: argparse.Namespace) -> int:
     failed = [outcome for outcome in outcomes if outcome.status != "completed"]
     for outcome in failed:
         print(t("cli.run_failed", model=outcome.model, pair_set=outcome.pair_set, error=outcome.error), file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed or unready else EXIT_OK
 
 
 def command_history(args: argparse.Namespace) -> int:
@@ -272,6 +277,30 @@ def command_tui(args: argparse.Namespace) -> int:
     return app.return_code or EXIT_OK
 
 
+def _configure_logging(args: argparse.Namespace, *, to_file: bool) -> None:
+    """Send log records to stderr for commands, and to a file for the app.
+
+    Lines written to stderr would land on top of the app's screen. Commands
+    print their own one-line errors, so without -v only errors are logged.
+    """
+    level = logging.INFO if args.verbose else logging.ERROR
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s" if to_file else "%(levelname)s %(name)s: %(message)s"
+    if not to_file:
+        logging.basicConfig(level=level, format=log_format)
+        return
+
+    import platformdirs
+
+    path = Path(platformdirs.user_log_dir(APP_NAME)) / "wordorder.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter(log_format))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+
+
 OPTIONS_WITH_VALUES = {"--db", "--lang", "--pairs-dir"}
 
 
@@ -308,10 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
 
     i18n.set_language(args.lang)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-
     handler = HANDLERS.get(getattr(args, "command", None) or "", command_tui)
+    _configure_logging(args, to_file=handler is command_tui)
     try:
         return handler(args)
     except UsageError as error:

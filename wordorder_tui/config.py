@@ -238,8 +238,16 @@ def parse_model(name: str, table: dict[str, Any], source: str) -> ModelConfig:
     base_url = table.get("base_url")
     if base_url is not None:
         parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ConfigError(f"{where}: field 'base_url' is {base_url!r}; expected an http:// or https:// URL")
+        try:
+            port_ok = parsed.port is None or 0 < parsed.port
+        except ValueError:  # urlparse raises for a port that is not a number from 0 to 65535
+            port_ok = False
+        if (parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok
+                or base_url != base_url.strip() or " " in base_url):
+            raise ConfigError(
+                f"{where}: field 'base_url' is {base_url!r}; expected an http:// or https:// URL "
+                "with a host, an optional port from 1 to 65535, and no spaces"
+            )
 
     for key in ("batch_size", "concurrency", "max_retries"):
         value = table.get(key)

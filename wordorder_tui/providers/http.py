@@ -301,7 +301,11 @@ class Endpoint:
                 if attempt >= self.retry.max_retries:
                     raise ConnectionFailed(
                         "Connection failed",
-                        caller.describe(None, f"{reason} at {self.base_url}{path} after {attempt + 1} attempts"),
+                        caller.describe(
+                            None,
+                            f"{reason} at {self.base_url}{path} after {attempt + 1} attempts; "
+                            "check that the server is running and that base_url is right",
+                        ),
                         provider=caller.provider,
                         model=caller.model,
                     ) from error

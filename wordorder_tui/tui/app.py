@@ -222,6 +222,9 @@ class WordOrderApp(App[int]):
         reason = self.query_one(ModelsPane).reasons.get(name)
         if reason:
             self._set_status(f"{name}: {reason}")
+        elif not self._progress:
+            # Leaving an unready model: its reason no longer applies to the highlighted one.
+            self._set_status(t("status.ready"))
 
     @on(Select.Changed, "#set-select")
     def _set_chosen(self, event: Select.Changed) -> None:

@@ -127,8 +127,8 @@ class ResultsPane(Vertical):
         self.border_title = t("pane.results")
         self.show_view("results-table")
         history = self.query_one("#history-table", DataTable)
-        for key, label in (("id", "column.run"), ("model", "column.model"), ("pair_set", "column.pair_set"),
-                           ("status", "column.status"), ("started", "column.started")):
+        for key, label in (("id", "column.run"), ("status", "column.status"), ("model", "column.model"),
+                           ("pair_set", "column.pair_set"), ("started", "column.started")):
             history.add_column(t(label), key=key)
 
     def show_grid(self, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -152,7 +152,7 @@ class ResultsPane(Vertical):
         table.clear()
         for run in runs:
             started = (run.get("started_at") or "")[5:16].replace("T", " ")
-            table.add_row(str(run["id"]), run["model"], run["pair_set"], t(f"run_status.{run['status']}"), started,
+            table.add_row(str(run["id"]), t(f"run_status.{run['status']}"), run["model"], run["pair_set"], started,
                           key=str(run["id"]))
         if runs:
             table.move_cursor(row=min(cursor, len(runs) - 1))
