@@ -373,3 +373,14 @@ def test_unready_model_skipped_others_run(capsys, tmp_path):
     assert status == 1
     assert "WORDORDER_TEST_MISSING_KEY" in captured.err
     assert [run["model"] for run in json.loads(captured.out)["runs"]] == ["multilingual"]
+
+
+def test_table_headers_follow_language(capsys):
+    run_json(capsys, str(PAIRS / "negation.toml"), "-m", "multilingual")
+
+    assert main(["history", "--lang", "ja"]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["実行", "開始"]
+
+    assert main(["history", "--lang", "ja", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "run_id,started_at,status,pair_set,model,result_count"

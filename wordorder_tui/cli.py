@@ -240,19 +240,24 @@ def command_models(args: argparse.Namespace) -> int:
         print(json.dumps({"models": rows}, ensure_ascii=False, indent=2))
         return EXIT_OK
 
-    headers = ["name", "provider", "model", "default", "ready"]
+    if args.format == "csv":
+        import csv
+
+        # CSV headers are data keys for scripts, so they stay the same in every language.
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["name", "provider", "model", "default", "ready", "reason"])
+        writer.writerows([row[key] for key in ("name", "provider", "model", "default", "ready", "reason")]
+                         for row in rows)
+        return EXIT_OK
+
+    headers = [t(f"column.{key}") for key in ("name", "provider", "model", "default", "ready")]
     cells = [
-        [row["name"], row["provider"], row["model"], "yes" if row["default"] else "",
-         "yes" if row["ready"] else f"no: {row['reason']}"]
+        [row["name"], row["provider"], row["model"], t("cli.yes") if row["default"] else "",
+         t("cli.yes") if row["ready"] else t("cli.not_ready", reason=row["reason"])]
         for row in rows
     ]
     if args.format == "markdown":
         print(markdown_table(headers, cells))
-    elif args.format == "csv":
-        import csv
-
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerows([headers, *cells])
     else:
         print(text_table(headers, cells))
     return EXIT_OK

@@ -14,6 +14,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
+from wordorder_tui.i18n import t
+
 FORMATS = ("table", "json", "csv", "markdown")
 
 
@@ -22,8 +24,6 @@ def progress_line(progress: Any, compact: bool = False) -> str:
 
     `compact` gives the shorter form used when several models share one line.
     """
-    from wordorder_tui.i18n import t
-
     if progress.phase == "loading":
         return t("progress.loading", model=progress.model)
     if progress.phase == "done":
@@ -129,7 +129,8 @@ def comparison_grid(
             row.extend(set_references.get(pair_id, {}).get(model) for model in reference_models)
             rows.append(row)
 
-        headers = ["pair", "category", "a", "b", *models, *(f"ref {model}" for model in reference_models)]
+        headers = [t("column.pair"), t("column.category"), "a", "b", *models,
+                   *(f"ref {model}" for model in reference_models)]
         grids.append((pair_set, headers, rows))
     return grids
 
@@ -199,11 +200,13 @@ def format_history(runs: Sequence[dict[str, Any]], fmt: str) -> str:
 
     rows = [[str(run.get(key) if run.get(key) is not None else "") for key in keys] for run in runs]
     rows = [[row[0], row[1][:19].replace("T", " "), *row[2:]] for row in rows]
-    headers = ["run", "started (UTC)", "status", "pair set", "model", "results"]
     if fmt == "csv":
+        # CSV headers are data keys for scripts, so they stay the same in every language.
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows([headers, *rows])
+        csv.writer(buffer, lineterminator="\n").writerows([["run_id", *keys[1:]], *rows])
         return buffer.getvalue().rstrip("\n")
+
+    headers = [t(f"column.{key}") for key in ("run", "started", "status", "pair_set", "model", "results")]
     if fmt == "markdown":
         return markdown_table(headers, rows)
     return text_table(headers, rows, [True, False, False, False, False, True])
