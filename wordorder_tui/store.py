@@ -337,12 +337,13 @@ class Store:
     def runs(self, limit: int = 500) -> list[dict[str, Any]]:
         """Return the newest runs first, each with its result count."""
         with self._lock:
-            rows = self.db.execute(
+            cursor = self.db.execute(
                 "SELECT runs.*, (SELECT count(*) FROM results WHERE results.run_id = runs.id) AS result_count "
                 "FROM runs ORDER BY runs.id DESC LIMIT ?",
                 [limit],
-            ).fetchall()
-            columns = [column[0] for column in self.db.execute("SELECT runs.*, 0 AS result_count FROM runs LIMIT 0").description]
+            )
+            columns = [column[0] for column in cursor.description]
+            rows = cursor.fetchall()
         return [_decode_run(dict(zip(columns, row))) for row in rows]
 
     def run(self, run_id: int) -> dict[str, Any] | None:

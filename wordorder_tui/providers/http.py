@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 import orjson
 
+from wordorder_tui import core
 from wordorder_tui.providers.base import EmbeddingError, released_slot
 
 log = logging.getLogger(__name__)
@@ -487,19 +488,22 @@ def check_vectors(vectors: Sequence[np.ndarray], count: int, dimensions: int | N
     """
     if len(vectors) != count:
         raise invalid_response(caller, f"{len(vectors)} embeddings for {count} inputs")
-
-    expected = dimensions if dimensions is not None else (vectors[0].shape[0] if vectors else 0)
-    for position, vector in enumerate(vectors):
-        if vector.shape != (expected,):
-            wanted = "requested" if dimensions is not None else "first embedding's"
-            raise invalid_response(
-                caller, f"embedding {position} has {vector.shape[0]} dimensions, the {wanted} size is {expected}"
-            )
-        if not np.isfinite(vector).all():
-            raise invalid_response(caller, f"embedding {position} contains NaN or infinity")
-        if not vector.any():
-            raise invalid_response(caller, f"embedding {position} has zero norm")
-
     if not vectors:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.stack(vectors).astype(np.float32, copy=False)
+
+    if dimensions is not None:
+        expected, source = dimensions, "requested"
+    else:
+        expected, source = vectors[0].shape[0], "first embedding's"
+    for position, vector in enumerate(vectors):
+        if vector.shape != (expected,):
+            raise invalid_response(
+                caller, f"embedding {position} has {vector.shape[0]} dimensions, the {source} size is {expected}"
+            )
+
+    matrix = np.stack(vectors).astype(np.float32, copy=False)
+    try:
+        core.check_vectors(matrix)
+    except core.VectorError as error:
+        raise invalid_response(caller, str(error)) from error
+    return matrix
