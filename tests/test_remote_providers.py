@@ -800,7 +800,7 @@ async def test_run_failing_model_isolated(make: Callable[..., Any], tmp_path: Pa
     healthy, healthy_server = make("openai", name="healthy")
     failing, failing_server = make("ollama", name="failing", batch_size=2, concurrency=1)
     # Texts are batched by length, and each pair here has two texts of one length, so the first
-    # batch holds one whole pair. It succeeds and the second returns broken JSON. The latency
+    # batch contains one whole pair. It succeeds and the second returns broken JSON. The latency
     # lets the first batch's result reach the store before the second fails, because a failing
     # batch cancels the other batches of its TaskGroup, including one that is still writing.
     failing_server.latency = 0.3

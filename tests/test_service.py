@@ -1,7 +1,7 @@
 """The embedding service: deduplication, the memory and SQLite caches, batching and checks.
 
 The provider here is a small deterministic one written for these tests, because
-the service's own logic is what is under test; the real providers have their own
+the service's own logic is what is under test. The real providers have their own
 tests against real models and servers.
 """
 

@@ -66,7 +66,7 @@ async def test_tui_edit_run_and_history(tmp_path, one_set):
         await wait_for_run(app, pilot)
         shown = float(cell(app, "#results-table", "direction", 1))
 
-        # q with unsaved edits asks first; y quits.
+        # q with unsaved edits opens a confirmation first, and y quits.
         await pilot.press("q")
         await pilot.pause()
         await pilot.press("y")

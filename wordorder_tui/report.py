@@ -1,6 +1,6 @@
 """Format runs as aligned text, Markdown, CSV or JSON for the CLI and exports.
 
-A run here is the dict of `RunOutcome.as_json()`; runs loaded from the store
+A run here is the dict of `RunOutcome.as_json()`. Runs loaded from the store
 are converted to the same shape by `stored_run`, so every command prints
 through the same functions.
 """

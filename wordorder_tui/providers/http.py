@@ -253,7 +253,7 @@ class Endpoint:
         """Return the pooled client of the running event loop, creating it on first use."""
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            # A client belongs to the loop that opened its connections; a new loop (a second
+            # A client belongs to the loop that opened its connections. A new loop (a second
             # `asyncio.run`) gets a new client, and the old one is left to the garbage collector.
             self._client = httpx.AsyncClient(
                 base_url=self.base_url,
@@ -387,7 +387,7 @@ def _status_error(response: httpx.Response, caller: Caller, *, attempts: int) ->
     message = error_message(response)
     arguments = {"provider": caller.provider, "model": caller.model, "status": status}
 
-    # Gemini answers a wrong key with 400 INVALID_ARGUMENT "API key not valid".
+    # Gemini rejects a wrong key with 400 INVALID_ARGUMENT "API key not valid".
     key_problem = status in (401, 403) or (status == 400 and "api key" in message.lower())
     if key_problem:
         if caller.key_env:

@@ -67,8 +67,8 @@ def _silence_child() -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    # Spinning OpenMP threads slow encoding down 3 to 7 times on a busy machine (measured on
-    # 2 cores under load); passive waiting costs nothing on an idle one.
+    # Spinning OpenMP threads slowed encoding 3 to 7 times on a busy 2-core machine (measured
+    # here under load). Passive waiting costs nothing on an idle one.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

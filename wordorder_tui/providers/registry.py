@@ -59,7 +59,7 @@ BUILTIN_MODELS: list[ModelConfig] = [
         description="Cohere embed-multilingual-v3.0, clustering input type (needs COHERE_API_KEY)",
         # Both texts of a pair get the same input type, as symmetric similarity needs. search_document
         # and search_query are the two sides of asymmetric retrieval, and classification shapes
-        # vectors for a classifier; clustering is the type meant for grouping texts by similarity.
+        # vectors for a classifier. Clustering is the type meant for grouping texts by similarity.
         options={"input_type": "clustering"},
     ),
     ModelConfig(

@@ -7,7 +7,7 @@ reads go through `asyncio.to_thread`. Every worker failure reaches
 
 The store, the service and the model registry pull in sqlite-utils, numpy and
 httpx, which together take longer to import than Textual itself. They are
-imported after the first frame is drawn, so the app appears at once; the
+imported after the first frame is drawn, so the app appears at once. The
 dialog screens are imported when first opened, for the same reason.
 """
 
